@@ -1,0 +1,262 @@
+//! The select(2) backend (every Unix).
+//!
+//! A fixed `fd_set` holds only fds below `FD_SETSIZE` (1024 on most systems). On Linux, Android
+//! and the BSDs the kernel reads and writes exactly `nfds` bits, so this backend keeps its own bit
+//! arrays, sized to the highest registered fd, and passes them as `fd_set`s: any fd can be
+//! watched. Elsewhere (macOS and iOS, where select(2) fails beyond `FD_SETSIZE`, and systems not
+//! known to take larger sets) `register` refuses such an fd with [`io::ErrorKind::InvalidInput`].
+//!
+//! Only the read and write sets are used. The exception set means TCP urgent data on Linux, not
+//! errors: a socket error or a closed peer shows as readable (and writable), so the caller's
+//! next read or write returns it.
+
+use std::io;
+use std::mem;
+use std::os::fd::RawFd;
+use std::ptr;
+use std::time::Duration;
+
+use crate::selector::{
+    already_registered, check_interest, check_open, not_registered, syscall, wait_loop, Event,
+    Events, Interest, Readiness, Selector, Token,
+};
+
+/// One word of an fd bitmap, as the kernel's `fd_mask`: 32 bits on macOS, NetBSD and OpenBSD,
+/// `unsigned long` on Linux and FreeBSD.
+#[cfg(any(
+    target_vendor = "apple",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "haiku"
+))]
+type Word = u32;
+/// One word of an fd bitmap, as the kernel's `fd_mask`.
+#[cfg(not(any(
+    target_vendor = "apple",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "haiku"
+)))]
+type Word = libc::c_ulong;
+
+// A word of the wrong size would put every bit above the first word at the wrong fd.
+const _: () = assert!(mem::align_of::<Word>() == mem::align_of::<libc::fd_set>());
+
+const WORD_BITS: usize = Word::BITS as usize;
+
+/// Words in one `fd_set`: the least each set holds, so that it is always a whole `fd_set`.
+const SET_WORDS: usize = mem::size_of::<libc::fd_set>() / mem::size_of::<Word>();
+
+/// Whether select(2) takes sets larger than `fd_set`.
+const GROWS: bool = cfg!(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+));
+
+/// The longest single wait: macOS rejects a timeval above 10^8 seconds, and `wait_loop` waits
+/// again for the rest.
+const MAX_WAIT_SECS: u128 = 100_000_000;
+
+/// A selector on select(2), level-triggered.
+///
+/// Keeps the read and write sets as bit arrays indexed by fd, the scratch copies the kernel
+/// overwrites, and the token of each fd, so that register, reregister and deregister are O(1).
+#[derive(Debug)]
+pub struct Select {
+    /// `tokens[fd]` is the token of `fd`, if registered; its length is `nfds` once trailing
+    /// unregistered fds are trimmed.
+    tokens: Vec<Option<Token>>,
+    read: Vec<Word>,
+    write: Vec<Word>,
+    read_out: Vec<Word>,
+    write_out: Vec<Word>,
+    /// Where the next scan of ready fds starts, so that when more fds are ready than the
+    /// events buffer holds, the ones left over are reported first next time.
+    scan_from: usize,
+}
+
+fn is_set(set: &[Word], fd: usize) -> bool {
+    set[fd / WORD_BITS] & (1 << (fd % WORD_BITS)) != 0
+}
+
+fn put(set: &mut [Word], fd: usize, on: bool) {
+    let bit: Word = 1 << (fd % WORD_BITS);
+    if on {
+        set[fd / WORD_BITS] |= bit;
+    } else {
+        set[fd / WORD_BITS] &= !bit;
+    }
+}
+
+fn readiness(read: &[Word], write: &[Word], fd: usize) -> Readiness {
+    let mut r = Readiness::empty();
+    if is_set(read, fd) {
+        r |= Readiness::READABLE;
+    }
+    if is_set(write, fd) {
+        r |= Readiness::WRITABLE;
+    }
+    r
+}
+
+/// A timeval for select(2), sub-microsecond parts rounded up.
+fn timeval(d: Duration) -> libc::timeval {
+    let micros = d.as_nanos().div_ceil(1_000);
+    libc::timeval {
+        tv_sec: (micros / 1_000_000).min(MAX_WAIT_SECS) as libc::time_t,
+        tv_usec: (micros % 1_000_000) as _,
+    }
+}
+
+fn check_setsize(fd: RawFd) -> io::Result<()> {
+    if GROWS || (fd as usize) < libc::FD_SETSIZE {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "fd {fd} is not below FD_SETSIZE ({}), which select(2) cannot watch on this \
+             system; use the poll backend",
+            libc::FD_SETSIZE
+        ),
+    ))
+}
+
+impl Select {
+    fn token(&self, fd: RawFd) -> Option<Token> {
+        usize::try_from(fd)
+            .ok()
+            .and_then(|i| self.tokens.get(i).copied().flatten())
+    }
+
+    fn set_interest(&mut self, fd: usize, interest: Interest) {
+        put(&mut self.read, fd, interest.contains(Interest::READABLE));
+        put(&mut self.write, fd, interest.contains(Interest::WRITABLE));
+    }
+}
+
+impl Selector for Select {
+    fn name() -> &'static str {
+        "select"
+    }
+
+    fn new() -> io::Result<Select> {
+        Ok(Select {
+            tokens: Vec::new(),
+            read: vec![0; SET_WORDS],
+            write: vec![0; SET_WORDS],
+            read_out: vec![0; SET_WORDS],
+            write_out: vec![0; SET_WORDS],
+            scan_from: 0,
+        })
+    }
+
+    fn register(&mut self, fd: RawFd, token: Token, interest: Interest) -> io::Result<()> {
+        check_interest(interest)?;
+        check_open(fd)?;
+        if self.token(fd).is_some() {
+            return Err(already_registered(fd));
+        }
+        check_setsize(fd)?;
+        let index = fd as usize;
+        if self.tokens.len() <= index {
+            self.tokens.resize(index + 1, None);
+        }
+        let words = index / WORD_BITS + 1;
+        for set in [
+            &mut self.read,
+            &mut self.write,
+            &mut self.read_out,
+            &mut self.write_out,
+        ] {
+            if set.len() < words {
+                set.resize(words, 0);
+            }
+        }
+        self.tokens[index] = Some(token);
+        self.set_interest(index, interest);
+        Ok(())
+    }
+
+    fn reregister(&mut self, fd: RawFd, token: Token, interest: Interest) -> io::Result<()> {
+        check_interest(interest)?;
+        self.token(fd).ok_or_else(|| not_registered(fd))?;
+        self.tokens[fd as usize] = Some(token);
+        self.set_interest(fd as usize, interest);
+        Ok(())
+    }
+
+    fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
+        self.token(fd).ok_or_else(|| not_registered(fd))?;
+        self.tokens[fd as usize] = None;
+        self.set_interest(fd as usize, Interest::empty());
+        Ok(())
+    }
+
+    fn select(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
+        while let Some(None) = self.tokens.last() {
+            self.tokens.pop();
+        }
+        let Select {
+            tokens,
+            read,
+            write,
+            read_out,
+            write_out,
+            scan_from,
+        } = self;
+        let n = tokens.len();
+        let words = n.div_ceil(WORD_BITS);
+        wait_loop(events, timeout, |events, deadline| {
+            read_out[..words].copy_from_slice(&read[..words]);
+            write_out[..words].copy_from_slice(&write[..words]);
+            let mut tv = deadline.remaining().map(timeval);
+            let tv_ptr = tv.as_mut().map_or(ptr::null_mut(), ptr::from_mut);
+            // SAFETY: each set is at least a whole fd_set and holds `n` bits, all the kernel
+            // reads or writes; `tv_ptr` is null or points to a timeval that outlives the call.
+            let result = syscall!(select(
+                n as libc::c_int,
+                read_out.as_mut_ptr().cast(),
+                write_out.as_mut_ptr().cast(),
+                ptr::null_mut(),
+                tv_ptr
+            ));
+            let mut ready = match result {
+                Ok(ready) => ready as usize,
+                // A registered fd was closed without deregister: report it, as poll does.
+                Err(e) if e.raw_os_error() == Some(libc::EBADF) => {
+                    for (fd, token) in tokens.iter().enumerate() {
+                        if let Some(token) = *token {
+                            if check_open(fd as RawFd).is_err() {
+                                events.push(Event::new(token, Readiness::ERROR));
+                            }
+                        }
+                    }
+                    return if events.is_empty() { Err(e) } else { Ok(()) };
+                }
+                Err(e) => return Err(e),
+            };
+            let start = if *scan_from < n { *scan_from } else { 0 };
+            let mut fd = start;
+            while ready > 0 && !events.is_full() {
+                let r = readiness(read_out, write_out, fd);
+                if !r.is_empty() {
+                    ready = ready.saturating_sub(r.bits().count_ones() as usize);
+                    if let Some(token) = tokens[fd] {
+                        events.push(Event::new(token, r));
+                    }
+                }
+                fd = if fd + 1 == n { 0 } else { fd + 1 };
+                if fd == start {
+                    break;
+                }
+            }
+            *scan_from = fd;
+            Ok(())
+        })
+    }
+}

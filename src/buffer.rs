@@ -1,0 +1,137 @@
+//! Bounded output buffering for non-blocking writes.
+//!
+//! The rule every rawloop program follows: write at once; keep only what the socket did not
+//! take; watch for writable only while something is kept; and stop reading while the kept
+//! bytes are over a limit, so that a peer that sends faster than it reads cannot grow the
+//! process's memory without bound.
+
+use std::io::{self, Write};
+
+/// Bytes accepted for sending that the socket has not taken yet, up to a soft limit.
+#[derive(Debug)]
+pub struct OutBuf {
+    data: Vec<u8>,
+    /// `data[sent..]` is still to be written.
+    sent: usize,
+    limit: usize,
+}
+
+impl OutBuf {
+    /// An empty buffer that reports [`is_full`](OutBuf::is_full) once it holds `limit` bytes.
+    pub fn new(limit: usize) -> OutBuf {
+        OutBuf {
+            data: Vec::new(),
+            sent: 0,
+            limit,
+        }
+    }
+
+    /// Bytes waiting to be written.
+    pub fn len(&self) -> usize {
+        self.data.len() - self.sent
+    }
+
+    /// Whether nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the waiting bytes reached the limit: the caller should stop reading (and so
+    /// stop producing output) until [`flush_to`](OutBuf::flush_to) drains some.
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.limit
+    }
+
+    /// Sends `bytes` after whatever is waiting: straight to `w` when nothing is, keeping the
+    /// part `w` did not take.
+    pub fn write_or_queue<W: Write>(&mut self, w: &mut W, bytes: &[u8]) -> io::Result<()> {
+        let mut done = 0;
+        if self.is_empty() {
+            done = write_some(w, bytes)?;
+        }
+        if done < bytes.len() {
+            self.data.extend_from_slice(&bytes[done..]);
+        }
+        Ok(())
+    }
+
+    /// Writes waiting bytes to `w` until all are sent or `w` would block.
+    pub fn flush_to<W: Write>(&mut self, w: &mut W) -> io::Result<()> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        self.sent += write_some(w, &self.data[self.sent..])?;
+        if self.is_empty() {
+            self.data.clear();
+            self.sent = 0;
+        } else if self.sent > self.data.len() / 2 {
+            self.data.drain(..self.sent);
+            self.sent = 0;
+        }
+        Ok(())
+    }
+}
+
+/// Writes as much of `bytes` as `w` takes now; `WouldBlock` is not an error here.
+fn write_some<W: Write>(w: &mut W, bytes: &[u8]) -> io::Result<usize> {
+    let mut done = 0;
+    while done < bytes.len() {
+        match w.write(&bytes[done..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that takes at most `room` bytes, then would block.
+    struct Narrow {
+        taken: Vec<u8>,
+        room: usize,
+    }
+
+    impl Write for Narrow {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.room);
+            self.room -= n;
+            self.taken.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn partial_write_keeps_the_tail_in_order() {
+        let mut w = Narrow {
+            taken: Vec::new(),
+            room: 3,
+        };
+        let mut out = OutBuf::new(8);
+        out.write_or_queue(&mut w, b"hello").unwrap();
+        assert_eq!(w.taken, b"hel");
+        assert_eq!(out.len(), 2);
+        out.write_or_queue(&mut w, b" world").unwrap();
+        assert_eq!(out.len(), 8);
+        assert!(out.is_full());
+        w.room = 4;
+        out.flush_to(&mut w).unwrap();
+        assert_eq!(out.len(), 4);
+        assert!(!out.is_full());
+        w.room = 100;
+        out.flush_to(&mut w).unwrap();
+        assert!(out.is_empty());
+        assert_eq!(w.taken, b"hello world");
+    }
+}

@@ -1,0 +1,90 @@
+//! rawloop: an event loop written directly on the readiness syscalls.
+//!
+//! Two layers, as in Python's `selectors` module and the programs built on it:
+//!
+//! 1. **[`Selector`]**: register an fd with a [`Token`] and an [`Interest`], then
+//!    [`select`](Selector::select) into [`Events`]. Four backends implement it, one file each
+//!    in `backends/`: [`Select`] (select(2)), [`Poll`] (poll(2)), `Epoll` (Linux) and `Kqueue`
+//!    (macOS and the BSDs, or Linux with the `libkqueue` feature). Every backend the target
+//!    supports is compiled; [`DefaultSelector`] names the one chosen at build time.
+//! 2. **[`Reactor`]**: owns a selector and the registered sources, each with a callback or a
+//!    state machine ([`Handler`]), and runs them, with timers, a cross-thread [`Waker`] and
+//!    clean shutdown.
+//!
+//! ```no_run
+//! use std::net::TcpListener;
+//! use rawloop::{Interest, Reactor};
+//!
+//! let mut reactor: Reactor = Reactor::new()?;
+//! let listener = TcpListener::bind("127.0.0.1:0")?;
+//! reactor.register(listener, Interest::READABLE, |listener: &mut TcpListener, cx: &mut rawloop::Context<'_>, _ev| {
+//!     let (stream, peer) = listener.accept()?;
+//!     println!("accepted {peer}");
+//!     drop(stream);
+//!     cx.stop();
+//!     Ok(())
+//! })?;
+//! reactor.run()?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+mod backend;
+pub mod buffer;
+mod reactor;
+mod selector;
+mod timers;
+mod waker;
+
+#[path = "../backends/select.rs"]
+mod select;
+
+#[path = "../backends/poll.rs"]
+mod poll;
+
+#[cfg(rawloop_epoll)]
+#[path = "../backends/epoll.rs"]
+mod epoll;
+
+#[cfg(rawloop_kqueue)]
+#[path = "../backends/kqueue.rs"]
+mod kqueue;
+
+#[cfg(rawloop_libkqueue)]
+mod libkqueue;
+
+pub use backend::{Backend, UnknownBackend, WithSelector};
+pub use reactor::{Context, Handler, Reactor};
+pub use selector::{Event, Events, Interest, Readiness, Selector, Token};
+pub use timers::TimerId;
+pub use waker::{WakeSource, Waker};
+
+pub use poll::Poll;
+pub use select::Select;
+
+#[cfg(rawloop_epoll)]
+pub use epoll::Epoll;
+
+#[cfg(rawloop_kqueue)]
+pub use kqueue::Kqueue;
+
+/// The backend chosen at build time: epoll on Linux, kqueue on macOS and the BSDs, poll
+/// elsewhere; a `default-select`/`default-poll`/`default-epoll`/`default-kqueue` feature
+/// overrides it.
+#[cfg(rawloop_default = "select")]
+pub type DefaultSelector = Select;
+/// The backend chosen at build time: epoll on Linux, kqueue on macOS and the BSDs, poll
+/// elsewhere; a `default-select`/`default-poll`/`default-epoll`/`default-kqueue` feature
+/// overrides it.
+#[cfg(rawloop_default = "poll")]
+pub type DefaultSelector = Poll;
+/// The backend chosen at build time: epoll on Linux, kqueue on macOS and the BSDs, poll
+/// elsewhere; a `default-select`/`default-poll`/`default-epoll`/`default-kqueue` feature
+/// overrides it.
+#[cfg(rawloop_default = "epoll")]
+pub type DefaultSelector = Epoll;
+/// The backend chosen at build time: epoll on Linux, kqueue on macOS and the BSDs, poll
+/// elsewhere; a `default-select`/`default-poll`/`default-epoll`/`default-kqueue` feature
+/// overrides it.
+#[cfg(rawloop_default = "kqueue")]
+pub type DefaultSelector = Kqueue;

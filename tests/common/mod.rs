@@ -1,0 +1,127 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::io;
+
+/// Raises the soft RLIMIT_NOFILE to at least `want` (up to the hard limit) and returns the
+/// new soft limit.
+pub fn raise_fd_limit(want: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid rlimit to fill.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    if lim.rlim_cur < want as libc::rlim_t {
+        let target = (want as libc::rlim_t).min(lim.rlim_max);
+        lim.rlim_cur = target;
+        // SAFETY: as above; lowering nothing, raising the soft limit within the hard one.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+        // SAFETY: as above.
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    }
+    lim.rlim_cur
+}
+
+/// How many fds this process has open (Linux: /proc/self/fd; elsewhere /dev/fd).
+pub fn open_fd_count() -> io::Result<usize> {
+    let dir = if cfg!(target_os = "linux") {
+        "/proc/self/fd"
+    } else {
+        "/dev/fd"
+    };
+    // Minus one for the directory handle read_dir itself holds.
+    Ok(std::fs::read_dir(dir)?.count().saturating_sub(1))
+}
+
+/// A reactor running `run()` on its own thread, stopped through its waker.
+pub struct ServerThread {
+    pub waker: rawloop::Waker,
+    join: Option<std::thread::JoinHandle<io::Result<()>>>,
+}
+
+impl ServerThread {
+    /// Builds a `Reactor<S>` on a new thread, lets `setup` register what it serves, then runs it.
+    pub fn spawn<S, F>(setup: F) -> ServerThread
+    where
+        S: rawloop::Selector + 'static,
+        F: FnOnce(&mut rawloop::Reactor<S>) -> io::Result<()> + Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let join = std::thread::spawn(move || {
+            let mut reactor = rawloop::Reactor::<S>::new()?;
+            setup(&mut reactor)?;
+            tx.send(reactor.waker()).unwrap();
+            reactor.run()
+        });
+        let waker = rx.recv().expect("the server thread failed to start");
+        ServerThread {
+            waker,
+            join: Some(join),
+        }
+    }
+
+    /// Stops the reactor and waits for its thread; the reactor (and every fd it owns) is gone
+    /// when this returns.
+    pub fn stop(mut self) -> io::Result<()> {
+        self.waker.stop()?;
+        self.join
+            .take()
+            .unwrap()
+            .join()
+            .expect("server thread panicked")
+    }
+}
+
+impl Drop for ServerThread {
+    fn drop(&mut self) {
+        if let Some(join) = self.join.take() {
+            let _ = self.waker.stop();
+            let _ = join.join();
+        }
+    }
+}
+
+/// Sets SO_LINGER to zero so that closing sends a reset and leaves no TIME_WAIT.
+pub fn set_linger_zero(fd: std::os::fd::RawFd) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `linger` is a valid struct of the size passed; the kernel checks `fd`.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "setsockopt(SO_LINGER)");
+}
+
+/// Sends `payload` on `stream` from a second thread while reading the echo on this one,
+/// and returns what came back (until `payload.len()` bytes or end of stream).
+pub fn echo_round_trip(
+    stream: std::net::TcpStream,
+    payload: std::sync::Arc<Vec<u8>>,
+) -> io::Result<Vec<u8>> {
+    use std::io::{Read, Write};
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    let mut writer = stream.try_clone()?;
+    let data = payload.clone();
+    let sender = std::thread::spawn(move || writer.write_all(&data));
+    let mut back = Vec::with_capacity(payload.len());
+    let mut reader = stream;
+    let mut buf = vec![0u8; 64 * 1024];
+    while back.len() < payload.len() {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        back.extend_from_slice(&buf[..n]);
+    }
+    sender.join().expect("sender panicked")?;
+    Ok(back)
+}
