@@ -54,7 +54,7 @@ mod kqueue;
 mod libkqueue;
 
 pub use backend::{Backend, UnknownBackend, WithSelector};
-pub use reactor::{Context, Handler, Reactor};
+pub use reactor::{Context, Handler, Reactor, Stats};
 pub use selector::{Event, Events, Interest, Readiness, Selector, Token};
 pub use timers::TimerId;
 pub use waker::{WakeSource, Waker};

@@ -123,6 +123,25 @@ struct Core {
     closed: Vec<usize>,
     next_serial: u64,
     stop: bool,
+    stats: Stats,
+}
+
+/// Counters of what a reactor has done since it was made, for measuring (e.g. how many
+/// waits each message costs).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Rounds run, each one wait in the selector.
+    pub rounds: u64,
+    /// Events the selector reported (the waker's included).
+    pub events: u64,
+    /// Handler calls for readiness.
+    pub dispatched: u64,
+    /// Timers fired.
+    pub timers_fired: u64,
+    /// Registrations made.
+    pub registered: u64,
+    /// Registrations closed.
+    pub closed: u64,
 }
 
 /// An event loop over selector `S` (the build's [`DefaultSelector`] unless named).
@@ -183,6 +202,7 @@ impl<S: Selector> Reactor<S> {
                 closed: Vec::new(),
                 next_serial: 0,
                 stop: false,
+                stats: Stats::default(),
             },
             waker,
         })
@@ -260,6 +280,11 @@ impl<S: Selector> Reactor<S> {
         self.core.slots.is_empty()
     }
 
+    /// What the reactor has done so far.
+    pub fn stats(&self) -> Stats {
+        self.core.stats
+    }
+
     /// How many timers are pending.
     pub fn timer_count(&self) -> usize {
         self.core.timers.len()
@@ -287,6 +312,8 @@ impl<S: Selector> Reactor<S> {
             None => timeout,
         };
         self.selector.select(&mut self.events, timeout)?;
+        self.core.stats.rounds += 1;
+        self.core.stats.events += self.events.len() as u64;
         let mut ran = 0;
         for event in self.events.iter() {
             if event.token() == WAKER {
@@ -304,8 +331,11 @@ impl<S: Selector> Reactor<S> {
                 ran += 1;
             }
         }
-        ran += self.context().fire_timers(Instant::now());
+        self.core.stats.dispatched += ran as u64;
+        let fired = self.context().fire_timers(Instant::now());
+        self.core.stats.timers_fired += fired as u64;
         self.core.free_closed();
+        ran += fired;
         Ok(ran)
     }
 }
@@ -369,6 +399,7 @@ impl Context<'_> {
             self.selector.register(fd, token, interest)?;
         }
         self.core.next_serial += 1;
+        self.core.stats.registered += 1;
         entry.insert(Slot {
             fd,
             interest,
@@ -515,6 +546,7 @@ impl Context<'_> {
         reg.closed(error);
         drop(reg);
         self.core.closed.push(key);
+        self.core.stats.closed += 1;
     }
 
     /// Fires every timer due at `now`, earliest first; returns how many ran.
