@@ -1,0 +1,103 @@
+//! The echo server example under load on every backend: many concurrent clients with
+//! payloads from 1 byte to 1 MiB, and fd counts after heavy connection churn.
+
+mod common;
+
+#[allow(dead_code)]
+#[path = "../examples/echo_server.rs"]
+mod echo_server;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::ServerThread;
+use rawloop::Selector;
+
+fn start<S: Selector + 'static>() -> (ServerThread, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = ServerThread::spawn::<S, _>(move |reactor| echo_server::serve(reactor, listener));
+    (server, addr)
+}
+
+/// The payload of connection `i`: sizes cycle through 1 B, 1 KiB, 64 KiB and 1 MiB, each
+/// filled with a pattern that differs per connection so crossed streams would show.
+fn payload(i: usize) -> Vec<u8> {
+    let size = [1, 1024, 64 * 1024, 1024 * 1024][i % 4];
+    (0..size).map(|j| (j * 31 + i * 7) as u8).collect()
+}
+
+/// 200 connections at once, each echoing its payload; returns the bytes echoed.
+pub fn two_hundred_concurrent_clients<S: Selector + 'static>() -> usize {
+    let (server, addr) = start::<S>();
+    let clients: Vec<_> = (0..200)
+        .map(|i| {
+            thread::spawn(move || {
+                let data = Arc::new(payload(i));
+                let stream = TcpStream::connect(addr).unwrap();
+                let back = common::echo_round_trip(stream, data.clone()).unwrap();
+                assert!(
+                    back == *data,
+                    "connection {i}: echo differs ({} of {} bytes back)",
+                    back.len(),
+                    data.len()
+                );
+                back.len()
+            })
+        })
+        .collect();
+    let total: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    server.stop().unwrap();
+    assert_eq!(total, 50 * (1 + 1024 + 64 * 1024 + 1024 * 1024));
+    total
+}
+
+/// 10,000 connect/echo/close cycles, half closed cleanly and half reset; afterwards the
+/// process has exactly as many fds open as before the server started.
+pub fn fd_count_returns_to_baseline_after_churn<S: Selector + 'static>() {
+    let baseline = common::open_fd_count().unwrap();
+    let (server, addr) = start::<S>();
+    for i in 0..10_000 {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"ping").unwrap();
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"ping");
+        if i % 2 == 1 {
+            common::set_linger_zero(s.as_raw_fd());
+        }
+    }
+    // Every connection the server still holds closes once it sees the end of its stream.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while common::open_fd_count().unwrap() > baseline + 6 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    server.stop().unwrap();
+    assert_eq!(common::open_fd_count().unwrap(), baseline, "fds leaked");
+}
+
+/// The fd count is process-wide: one backend at a time, so nothing else opens fds while
+/// it is measured.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+macro_rules! load_suite {
+    ($backend:ident, $ty:ty) => {
+        #[test]
+        fn $backend() {
+            let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+            fd_count_returns_to_baseline_after_churn::<$ty>();
+            two_hundred_concurrent_clients::<$ty>();
+        }
+    };
+}
+
+load_suite!(select, rawloop::Select);
+load_suite!(poll, rawloop::Poll);
+#[cfg(rawloop_epoll)]
+load_suite!(epoll, rawloop::Epoll);
+#[cfg(rawloop_kqueue)]
+load_suite!(kqueue, rawloop::Kqueue);
