@@ -37,6 +37,13 @@ pub trait Handler<Src>: 'static {
     /// unread, it is called again in the next round.
     fn ready(&mut self, source: &mut Src, cx: &mut Context<'_>, event: Event) -> io::Result<()>;
 
+    /// The registration was just made; `cx` is its own context (set timers, change
+    /// interest). An error undoes the registration and is returned by `register`.
+    fn registered(&mut self, source: &mut Src, cx: &mut Context<'_>) -> io::Result<()> {
+        let _ = (source, cx);
+        Ok(())
+    }
+
     /// A timer set with [`Context::set_timer`] from this registration fired.
     fn timeout(
         &mut self,
@@ -66,6 +73,7 @@ where
 
 /// A source bound to its handler, with the source's type erased.
 trait Registered {
+    fn registered(&mut self, cx: &mut Context<'_>) -> io::Result<()>;
     fn ready(&mut self, cx: &mut Context<'_>, event: Event) -> io::Result<()>;
     fn timeout(&mut self, cx: &mut Context<'_>, timer: TimerId) -> io::Result<()>;
     fn closed(&mut self, error: Option<&io::Error>);
@@ -77,6 +85,9 @@ struct Bound<Src, H> {
 }
 
 impl<Src: AsRawFd + 'static, H: Handler<Src>> Registered for Bound<Src, H> {
+    fn registered(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        self.handler.registered(&mut self.source, cx)
+    }
     fn ready(&mut self, cx: &mut Context<'_>, event: Event) -> io::Result<()> {
         self.handler.ready(&mut self.source, cx, event)
     }
@@ -404,10 +415,31 @@ impl Context<'_> {
             fd,
             interest,
             serial: self.core.next_serial,
-            state: State::Idle(Box::new(Bound { source, handler })),
+            state: State::Running,
             close_requested: false,
         });
-        Ok(token)
+        let mut reg: Box<dyn Registered> = Box::new(Bound { source, handler });
+        let saved = self.current.replace(token.0);
+        let result = reg.registered(self);
+        self.current = saved;
+        match result {
+            Ok(()) if self.core.slots[token.0].close_requested => {
+                self.finish(token.0, reg, None);
+                Ok(token)
+            }
+            Ok(()) => {
+                self.core.slots[token.0].state = State::Idle(reg);
+                Ok(token)
+            }
+            Err(e) => {
+                // Timers it set are dropped when due: the slot's serial will not match.
+                let interest = self.core.slots.remove(token.0).interest;
+                if !interest.is_empty() {
+                    let _ = self.selector.deregister(fd);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// The current interest of the running handler's registration.
@@ -473,11 +505,24 @@ impl Context<'_> {
     /// Calls this registration's [`Handler::timeout`] once, `delay` from now.
     pub fn set_timer(&mut self, delay: Duration) -> io::Result<TimerId> {
         let key = self.current.ok_or_else(no_registration)?;
-        let serial = self.core.slots[key].serial;
-        Ok(self
-            .core
-            .timers
-            .insert(Instant::now() + delay, TimerTarget::Handler { key, serial }))
+        self.set_timer_of(Token(key), delay)
+    }
+
+    /// Calls the [`Handler::timeout`] of registration `token` once, `delay` from now (for
+    /// example a deadline set by the handler that accepted it). The timer is dropped if the
+    /// registration closes first.
+    pub fn set_timer_of(&mut self, token: Token, delay: Duration) -> io::Result<TimerId> {
+        let serial = match self.core.slots.get(token.0) {
+            Some(slot) if !matches!(slot.state, State::Closed) => slot.serial,
+            _ => return Err(unknown_token(token)),
+        };
+        Ok(self.core.timers.insert(
+            Instant::now() + delay,
+            TimerTarget::Handler {
+                key: token.0,
+                serial,
+            },
+        ))
     }
 
     /// Runs `callback` once, `delay` from now. An error it returns is logged.
