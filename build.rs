@@ -75,11 +75,17 @@ fn link_libkqueue() {
         println!("cargo::rustc-link-lib=kqueue");
         return;
     }
-    if let Err(e) = pkg_config::Config::new().probe("libkqueue") {
-        panic!(
+    match pkg_config::Config::new().probe("libkqueue") {
+        // pkg-config lists only non-system library dirs; the test binaries need those at run time.
+        Ok(lib) => {
+            for path in &lib.link_paths {
+                println!("cargo::rustc-link-arg=-Wl,-rpath,{}", path.display());
+            }
+        }
+        Err(e) => panic!(
             "feature libkqueue: libkqueue not found ({e}); install it and set LIBKQUEUE_DIR to \
              its install prefix, or make it visible to pkg-config"
-        );
+        ),
     }
 }
 
