@@ -1,0 +1,259 @@
+//! The server's `Message` state machine, after the reference `libserver.Message`.
+//!
+//! A connection reads until a request is complete — every stage the buffered bytes allow in
+//! one read event — then stops reading, writes the response (at once; it watches for
+//! writable only if the socket did not take it all) and closes when the response is sent.
+//! With keep-alive on, it goes back to reading after each response instead, and answers
+//! requests in order for as long as the client keeps the connection.
+//!
+//! Every protocol error closes that one connection with the reason logged: a malformed frame,
+//! content over the limit (refused before anything is allocated for it), a peer that closes
+//! mid-frame, or a request not completed within the timeout.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use crate::buffer::OutBuf;
+use crate::protocol::codec::{self, Decoder, Message, DEFAULT_MAX_CONTENT_LEN};
+use crate::{Context, Event, Handler, Interest, Reactor, Selector, TimerId, Token};
+
+/// How much one read event takes from the socket at most.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Settings of a Message-protocol server.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Requests announcing more content than this are refused (the connection is closed).
+    pub max_content_len: usize,
+    /// A connection that has not completed a request this long after it was accepted (or,
+    /// with keep-alive, after its last response) is closed.
+    pub request_timeout: Duration,
+    /// Serve many requests, in order, on one connection.
+    pub keep_alive: bool,
+    /// With keep-alive, stop reading while this many response bytes wait for a client that
+    /// does not read them.
+    pub output_limit: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            max_content_len: DEFAULT_MAX_CONTENT_LEN,
+            request_timeout: Duration::from_secs(10),
+            keep_alive: false,
+            output_limit: 1024 * 1024,
+        }
+    }
+}
+
+/// One server connection: reads requests, writes the answers of [`codec::respond`].
+#[derive(Debug)]
+pub struct ServerConnection {
+    peer: String,
+    config: ServerConfig,
+    decoder: Decoder,
+    out: OutBuf,
+    /// The last response is queued; close once it is sent.
+    done_reading: bool,
+    /// The client has closed its side: answer what is buffered, then close.
+    eof: bool,
+    deadline: Option<TimerId>,
+    served: u64,
+}
+
+impl ServerConnection {
+    /// A connection from `peer` (used in log lines).
+    pub fn new(peer: impl Into<String>, config: ServerConfig) -> ServerConnection {
+        ServerConnection {
+            peer: peer.into(),
+            config,
+            decoder: Decoder::with_max_content_len(config.max_content_len),
+            out: OutBuf::new(config.output_limit),
+            done_reading: false,
+            eof: false,
+            deadline: None,
+            served: 0,
+        }
+    }
+
+    /// How many requests this connection has answered.
+    pub fn served(&self) -> u64 {
+        self.served
+    }
+
+    /// Reads once into the decoder; at end of stream, notes it.
+    fn read_once<S: Read>(&mut self, stream: &mut S) -> io::Result<()> {
+        match self.decoder.read_with(READ_CHUNK, |buf| stream.read(buf)) {
+            Ok(0) => self.eof = true,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// Answers the requests already buffered, while the output has room. Requests left in the
+    /// decoder when the output fills are answered once it drains, without waiting for more
+    /// input; at end of stream the last request is answered before the connection closes.
+    fn answer_buffered<S: Write>(&mut self, stream: &mut S) -> io::Result<()> {
+        while !self.done_reading && !self.out.is_full() {
+            let next = if self.eof {
+                self.decoder.finish()
+            } else {
+                self.decoder.next_message()
+            };
+            let response = match next {
+                Ok(Some(request)) => {
+                    log_request(&request, &self.peer);
+                    codec::respond(&request)
+                }
+                Ok(None) => {
+                    self.done_reading = self.eof;
+                    break;
+                }
+                Err(e) => match codec::error_response(&e) {
+                    Some(answer) => {
+                        log::info!("bad request content from {}: {e}", self.peer);
+                        answer
+                    }
+                    None => return Err(e.into()),
+                },
+            };
+            let bytes = response.encode()?;
+            log::debug!("sending {} bytes to {}", bytes.len(), self.peer);
+            self.out.write_or_queue(stream, &bytes)?;
+            self.served += 1;
+            self.done_reading = !self.config.keep_alive;
+        }
+        Ok(())
+    }
+
+    /// Re-arms the request deadline: a request must complete within the timeout from now.
+    fn rearm(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        if let Some(old) = self.deadline.take() {
+            cx.cancel_timer(old);
+        }
+        if !self.done_reading {
+            self.deadline = Some(cx.set_timer(self.config.request_timeout)?);
+        }
+        Ok(())
+    }
+}
+
+fn log_request(request: &Message, peer: &str) {
+    match &request.json {
+        Some(value) => log::info!(
+            "received request {} from {peer}",
+            codec::to_python_repr(value)
+        ),
+        None => log::info!("received {} request from {peer}", request.content_type),
+    }
+}
+
+impl<S: Read + Write + 'static> Handler<S> for ServerConnection {
+    fn registered(&mut self, _: &mut S, cx: &mut Context<'_>) -> io::Result<()> {
+        self.deadline = Some(cx.set_timer(self.config.request_timeout)?);
+        Ok(())
+    }
+
+    fn ready(&mut self, stream: &mut S, cx: &mut Context<'_>, event: Event) -> io::Result<()> {
+        if event.is_writable() {
+            self.out.flush_to(stream)?;
+        }
+        let served = self.served;
+        if event.is_readable() && !self.done_reading && !self.eof && !self.out.is_full() {
+            self.read_once(stream)?;
+        }
+        self.answer_buffered(stream)?;
+        if self.served != served {
+            self.rearm(cx)?;
+        }
+        let interest = match (self.done_reading, self.out.is_empty(), self.out.is_full()) {
+            (true, true, _) => {
+                log::info!("closing connection to {}", self.peer);
+                cx.close();
+                return Ok(());
+            }
+            (true, false, _) => Interest::WRITABLE,
+            (false, true, _) => Interest::READABLE,
+            (false, false, true) => Interest::WRITABLE,
+            (false, false, false) => Interest::READABLE | Interest::WRITABLE,
+        };
+        cx.set_interest(interest)
+    }
+
+    fn timeout(&mut self, _: &mut S, cx: &mut Context<'_>, timer: TimerId) -> io::Result<()> {
+        if self.deadline == Some(timer) {
+            self.deadline = None;
+            log::warn!(
+                "closing connection to {}: no complete request within {:?} ({} bytes of one received)",
+                self.peer,
+                self.config.request_timeout,
+                self.decoder.buffered()
+            );
+            cx.close();
+        }
+        Ok(())
+    }
+
+    fn closed(&mut self, _: &mut S, error: Option<&io::Error>) {
+        if let Some(e) = error {
+            log::warn!("closing connection to {}: {e}", self.peer);
+        }
+    }
+}
+
+/// Registers `listener` so that each connection it accepts is served with `config`.
+pub fn serve<S: Selector>(
+    reactor: &mut Reactor<S>,
+    listener: TcpListener,
+    config: ServerConfig,
+) -> io::Result<Token> {
+    reactor.register(
+        listener,
+        Interest::READABLE,
+        move |listener: &mut TcpListener, cx: &mut Context<'_>, _: Event| {
+            accept(listener, cx, config)
+        },
+    )
+}
+
+fn accept(
+    listener: &mut TcpListener,
+    cx: &mut Context<'_>,
+    config: ServerConfig,
+) -> io::Result<()> {
+    loop {
+        let (stream, peer) = match listener.accept() {
+            Ok(accepted) => accepted,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+            Err(e) => return pause_accepting(cx, e),
+        };
+        log::info!("accepted connection from {}", python_addr(peer));
+        stream.set_nodelay(true)?;
+        cx.register(
+            stream,
+            Interest::READABLE,
+            ServerConnection::new(python_addr(peer), config),
+        )?;
+    }
+}
+
+/// Out of fds or memory: the listener stays readable, so stop watching it for 100 ms
+/// rather than spin on it.
+fn pause_accepting(cx: &mut Context<'_>, error: io::Error) -> io::Result<()> {
+    log::warn!("accept: {error}; pausing accepts for 100 ms");
+    let me = cx.token().expect("a handler has a token");
+    cx.set_interest(Interest::empty())?;
+    cx.call_after(Duration::from_millis(100), move |cx| {
+        cx.set_interest_of(me, Interest::READABLE)
+    });
+    Ok(())
+}
+
+/// An address as the reference prints it: `('127.0.0.1', 65432)`.
+pub fn python_addr(addr: SocketAddr) -> String {
+    format!("('{}', {})", addr.ip(), addr.port())
+}
