@@ -313,6 +313,51 @@ pub fn a_non_keep_alive_server_answers_one_request_per_connection<S: Selector + 
     server.stop().unwrap();
 }
 
+/// Regression: a keep-alive server whose output filled stopped partway through requests it
+/// had already read, and a client that only watched for writable until all its requests were
+/// sent deadlocked against it.
+pub fn keep_alive_pipeline_larger_than_the_output_limit<S: Selector + 'static>() {
+    let config = ServerConfig {
+        keep_alive: true,
+        output_limit: 2000,
+        ..ServerConfig::default()
+    };
+    let (server, addr) = start::<S>(config);
+    let requests = vec![protocol::request_search("q"); 3000];
+    let responses = protocol::exchange::<S>(addr, &requests, ClientConfig::default()).unwrap();
+    assert_eq!(responses.len(), 3000);
+    assert!(responses
+        .iter()
+        .all(|r| result_text(r) == "No match for 'q'."));
+    server.stop().unwrap();
+}
+
+/// Regression: a keep-alive server closed at once when the client half-closed, dropping the
+/// requests it had not answered yet and the responses still queued.
+pub fn keep_alive_answers_everything_before_a_half_close<S: Selector + 'static>() {
+    let config = ServerConfig {
+        keep_alive: true,
+        output_limit: 2000,
+        ..ServerConfig::default()
+    };
+    let (server, addr) = start::<S>(config);
+    let one = protocol::request_search("ring").encode().unwrap();
+    let all: Vec<u8> = one.iter().copied().cycle().take(one.len() * 300).collect();
+    let answer = send_raw(addr, &all, true).unwrap();
+    let mut decoder = codec::Decoder::new();
+    decoder.feed(&answer);
+    let mut count = 0;
+    while let Some(m) = decoder.next_message().unwrap() {
+        assert_eq!(
+            result_text(&m),
+            "In the caves beneath the Misty Mountains. \u{1f48d}"
+        );
+        count += 1;
+    }
+    assert_eq!(count, 300);
+    server.stop().unwrap();
+}
+
 macro_rules! protocol_suite {
     ($backend:ident, $ty:ty) => {
         mod $backend {
@@ -324,6 +369,8 @@ macro_rules! protocol_suite {
                 half_a_request_is_closed_after_the_timeout,
                 keep_alive_answers_many_requests_in_order,
                 a_non_keep_alive_server_answers_one_request_per_connection,
+                keep_alive_pipeline_larger_than_the_output_limit,
+                keep_alive_answers_everything_before_a_half_close,
             );
         }
     };
