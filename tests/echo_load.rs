@@ -7,15 +7,20 @@ mod common;
 #[path = "../examples/echo_server.rs"]
 mod echo_server;
 
+#[allow(dead_code)]
+#[path = "../examples/common/mod.rs"]
+mod example_common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::ServerThread;
-use rawloop::Selector;
+use rawloop::{Interest, Selector};
 
 fn start<S: Selector + 'static>() -> (ServerThread, SocketAddr) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -88,6 +93,49 @@ pub fn fd_count_returns_to_baseline_after_churn<S: Selector + 'static>() {
     assert_eq!(common::open_fd_count().unwrap(), baseline, "fds leaked");
 }
 
+/// Regression: a peer that sent everything, half-closed, and read slowly lost the part of
+/// the echo still queued in the server when the server saw end of stream.
+pub fn half_close_with_echo_still_queued_gets_every_byte<S: Selector + 'static>() {
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let server = ServerThread::spawn::<S, _>(move |reactor| {
+        reactor
+            .register(
+                theirs,
+                Interest::READABLE,
+                example_common::Echo::new("pair"),
+            )
+            .map(drop)
+    });
+    let data: Vec<u8> = (0..8 * 1024 * 1024)
+        .map(|i: usize| (i % 251) as u8)
+        .collect();
+    let mut writer = ours.try_clone().unwrap();
+    let sent = data.clone();
+    let sender = thread::spawn(move || {
+        writer.write_all(&sent).unwrap();
+        writer.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut reader = ours;
+    reader
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut back = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = reader.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        back.extend_from_slice(&buf[..n]);
+        // A slow reader keeps the server's output queue from draining.
+        thread::sleep(Duration::from_micros(500));
+    }
+    sender.join().unwrap();
+    assert_eq!(back.len(), data.len(), "bytes lost");
+    assert!(back == data);
+    server.stop().unwrap();
+}
+
 /// The fd count is process-wide: one backend at a time, so nothing else opens fds while
 /// it is measured.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -99,6 +147,7 @@ macro_rules! load_suite {
             let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
             fd_count_returns_to_baseline_after_churn::<$ty>();
             two_hundred_concurrent_clients::<$ty>();
+            half_close_with_echo_still_queued_gets_every_byte::<$ty>();
         }
     };
 }

@@ -1,0 +1,183 @@
+//! A TCP echo server in state-machine style, after the socket guide's `multiconn-server.py`:
+//! each accepted connection is registered with its own state object ([`Connection`], the
+//! guide's `SimpleNamespace(addr, inb, outb)` grown into a [`Handler`]) whose `ready` reads
+//! into `inb`, moves the bytes to `outb`, and writes them back. Unlike the guide it writes at
+//! once, watches for writable only while a tail is left, stops reading while the tail is
+//! over [`common::OUTPUT_LIMIT`], echoes what is left after the client stops sending, and
+//! stops cleanly on SIGINT or SIGTERM.
+//!
+//! `cargo run --example multiconn_server -- [--backend select|poll|epoll|kqueue] <host> <port>`
+
+mod common;
+
+use std::io::{self, Read, Write};
+use std::net::TcpListener;
+use std::process::ExitCode;
+
+use clap::Parser;
+use rawloop::buffer::OutBuf;
+use rawloop::{Context, Event, Handler, Interest, Reactor, Selector, Token, WithSelector};
+
+#[derive(Parser, Debug)]
+struct Args {
+    #[command(flatten)]
+    backend: common::BackendArg,
+    host: String,
+    port: u16,
+}
+
+/// Registers `listener`: every connection it accepts gets a [`Connection`]. Returns the
+/// listener's token (closing it stops accepting).
+pub fn serve<S: Selector>(reactor: &mut Reactor<S>, listener: TcpListener) -> io::Result<Token> {
+    reactor.register(listener, Interest::READABLE, accept_wrapper)
+}
+
+/// The listener's callback, the guide's `accept_wrapper`.
+fn accept_wrapper(listener: &mut TcpListener, cx: &mut Context<'_>, _: Event) -> io::Result<()> {
+    common::accept_all(listener, cx, |conn, addr, cx| {
+        log::info!("accepted connection from {addr}");
+        cx.register(conn, Interest::READABLE, Connection::new(addr))
+            .map(drop)
+    })
+}
+
+/// Where a connection is in its life.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Reading what the client sends and echoing it.
+    Echoing,
+    /// The client has finished sending (read returned 0): write what is left, then close.
+    Draining,
+}
+
+/// One client connection: the guide's per-socket data object, as a state machine.
+#[derive(Debug)]
+pub struct Connection {
+    addr: String,
+    /// Bytes received and not yet passed to `outb`.
+    inb: Vec<u8>,
+    /// Bytes to echo that the socket has not taken yet.
+    outb: OutBuf,
+    phase: Phase,
+}
+
+impl Connection {
+    /// The state of a new connection from `addr`.
+    pub fn new(addr: String) -> Connection {
+        Connection {
+            addr,
+            inb: Vec::new(),
+            outb: OutBuf::new(common::OUTPUT_LIMIT),
+            phase: Phase::Echoing,
+        }
+    }
+
+    /// Reads once into `inb`; returns false at end of stream.
+    fn read(&mut self, sock: &mut impl Read) -> io::Result<bool> {
+        let mut buf = [0u8; 16 * 1024];
+        match sock.read(&mut buf) {
+            Ok(0) => Ok(false),
+            Ok(n) => {
+                self.inb.extend_from_slice(&buf[..n]);
+                Ok(true)
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(true)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Echoes what `inb` holds: written at once, the rest kept in `outb`.
+    fn process(&mut self, sock: &mut impl Write) -> io::Result<()> {
+        if !self.inb.is_empty() {
+            log::debug!("echoing {} to {}", common::show(&self.inb), self.addr);
+            self.outb.write_or_queue(sock, &self.inb)?;
+            self.inb.clear();
+        }
+        Ok(())
+    }
+
+    /// What to wait for next: read while there is room for the echo, write while a tail
+    /// is kept.
+    fn interest(&self) -> Interest {
+        let mut interest = Interest::empty();
+        if self.phase == Phase::Echoing && !self.outb.is_full() {
+            interest |= Interest::READABLE;
+        }
+        if !self.outb.is_empty() {
+            interest |= Interest::WRITABLE;
+        }
+        interest
+    }
+}
+
+impl<S: Read + Write + 'static> Handler<S> for Connection {
+    fn ready(&mut self, sock: &mut S, cx: &mut Context<'_>, event: Event) -> io::Result<()> {
+        if event.is_writable() {
+            self.outb.flush_to(sock)?;
+        }
+        if self.phase == Phase::Echoing && event.is_readable() && !self.outb.is_full() {
+            if !self.read(sock)? {
+                log::debug!("{} finished sending", self.addr);
+                self.phase = Phase::Draining;
+            }
+            self.process(sock)?;
+        }
+        if self.phase == Phase::Draining && self.outb.is_empty() {
+            cx.close();
+            return Ok(());
+        }
+        cx.set_interest(self.interest())
+    }
+
+    fn closed(&mut self, _: &mut S, error: Option<&io::Error>) {
+        match error {
+            None => log::info!("closing connection to {}", self.addr),
+            Some(e) => log::info!("closing connection to {}: {e}", self.addr),
+        }
+    }
+}
+
+struct Main(Args);
+
+impl WithSelector for Main {
+    type Output = io::Result<()>;
+    fn run<S: Selector + 'static>(self) -> io::Result<()> {
+        let args = self.0;
+        let mut reactor = Reactor::<S>::new()?;
+        let listener = TcpListener::bind((args.host.as_str(), args.port))?;
+        println!(
+            "listening on ('{}', {}) ({} backend)",
+            args.host,
+            listener.local_addr()?.port(),
+            S::name()
+        );
+        serve(&mut reactor, listener)?;
+        common::stop_on_signals(&mut reactor)?;
+        reactor.run()?;
+        println!("shutting down");
+        Ok(())
+    }
+}
+
+fn main() -> ExitCode {
+    common::init_logging();
+    let args = Args::parse();
+    let backend = args.backend.backend;
+    match backend
+        .run(Main(args))
+        .expect("parsed backends are compiled")
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("multiconn_server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

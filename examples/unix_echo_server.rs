@@ -1,0 +1,148 @@
+//! A Unix-domain stream echo server on the reactor, after PyMOTW's `socket_echo_server_uds.py`:
+//! the address is a path in the file system. A stale socket file left by an earlier run is
+//! removed at start (but not a file that is not a socket, nor the socket of a server that is
+//! still running); the socket file is removed again on a clean shutdown (SIGINT or SIGTERM).
+//! Connections are echoed by the shared [`common::Echo`] handler.
+//!
+//! `cargo run --example unix_echo_server -- [--backend select|poll|epoll|kqueue] <path>`
+
+mod common;
+
+use std::cell::Cell;
+use std::io;
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::rc::Rc;
+
+use clap::Parser;
+use rawloop::{Context, Event, Interest, Reactor, Selector, Token, WithSelector};
+
+#[derive(Parser, Debug)]
+struct Args {
+    #[command(flatten)]
+    backend: common::BackendArg,
+    /// The socket's path, such as ./uds_socket.
+    path: PathBuf,
+}
+
+/// A bound Unix listener that removes its socket file when dropped.
+#[derive(Debug)]
+pub struct SocketFile {
+    listener: Option<UnixListener>,
+    path: PathBuf,
+}
+
+impl SocketFile {
+    /// Binds `path`, first removing a stale socket file there: one that is a socket and that
+    /// nothing accepts connections on. Fails with `AddrInUse` if a server answers there, and
+    /// with `AlreadyExists` if the path is not a socket.
+    pub fn bind(path: impl AsRef<Path>) -> io::Result<SocketFile> {
+        let path = path.as_ref();
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_socket() => {
+                if UnixStream::connect(path).is_ok() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        format!("{} is in use by a running server", path.display()),
+                    ));
+                }
+                log::info!("removing stale socket {}", path.display());
+                std::fs::remove_file(path)?;
+            }
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} exists and is not a socket", path.display()),
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let listener = UnixListener::bind(path)?;
+        Ok(SocketFile {
+            listener: Some(listener),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The listener, to hand to [`serve`]; the file is still removed when `self` drops.
+    pub fn take_listener(&mut self) -> Option<UnixListener> {
+        self.listener.take()
+    }
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => log::debug!("removed {}", self.path.display()),
+            Err(e) => log::warn!("removing {}: {e}", self.path.display()),
+        }
+    }
+}
+
+/// Registers `listener` so that every connection it accepts is echoed. Returns its token.
+pub fn serve<S: Selector>(reactor: &mut Reactor<S>, listener: UnixListener) -> io::Result<Token> {
+    // Unix peers are usually unnamed, so connections are numbered for the log.
+    let count = Rc::new(Cell::new(0u64));
+    reactor.register(
+        listener,
+        Interest::READABLE,
+        move |listener: &mut UnixListener, cx: &mut Context<'_>, _: Event| {
+            common::accept_all(listener, cx, |stream, _, cx| {
+                count.set(count.get() + 1);
+                let peer = format!("connection {}", count.get());
+                log::info!("{peer}: accepted");
+                cx.register(stream, Interest::READABLE, common::Echo::new(peer))
+                    .map(drop)
+            })
+        },
+    )
+}
+
+struct Main(Args);
+
+impl WithSelector for Main {
+    type Output = io::Result<()>;
+    fn run<S: Selector + 'static>(self) -> io::Result<()> {
+        let args = self.0;
+        let mut reactor = Reactor::<S>::new()?;
+        let mut socket = SocketFile::bind(&args.path)?;
+        println!(
+            "starting up on {} ({} backend)",
+            args.path.display(),
+            S::name()
+        );
+        let listener = socket.take_listener().expect("just bound");
+        serve(&mut reactor, listener)?;
+        common::stop_on_signals(&mut reactor)?;
+        reactor.run()?;
+        // Close the connections and the listener before removing the file.
+        drop(reactor);
+        drop(socket);
+        println!("shutting down");
+        Ok(())
+    }
+}
+
+fn main() -> ExitCode {
+    common::init_logging();
+    let args = Args::parse();
+    let backend = args.backend.backend;
+    match backend
+        .run(Main(args))
+        .expect("parsed backends are compiled")
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("unix_echo_server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
