@@ -4,7 +4,7 @@
 //!
 //! `cargo run --example echo_server -- [--backend select|poll|epoll|kqueue] <host> <port>`
 
-mod common;
+pub mod common;
 
 use std::io;
 use std::net::TcpListener;
@@ -74,6 +74,7 @@ impl WithSelector for Main {
         serve(&mut reactor, listener)?;
         common::stop_on_signals(&mut reactor)?;
         reactor.run()?;
+        eprintln!("reactor stats: {:?}", reactor.stats());
         println!("shutting down");
         Ok(())
     }

@@ -7,10 +7,6 @@ mod common;
 #[path = "../examples/echo_server.rs"]
 mod echo_server;
 
-#[allow(dead_code)]
-#[path = "../examples/common/mod.rs"]
-mod example_common;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
@@ -102,7 +98,7 @@ pub fn half_close_with_echo_still_queued_gets_every_byte<S: Selector + 'static>(
             .register(
                 theirs,
                 Interest::READABLE,
-                example_common::Echo::new("pair"),
+                echo_server::common::Echo::new("pair"),
             )
             .map(drop)
     });
