@@ -24,8 +24,17 @@ use crate::timers::{TimerId, Timers};
 use crate::waker::{WakeSource, Waker};
 use crate::DefaultSelector;
 
-/// The waker's token; slab keys never reach it.
+/// A token holds the slab key in its low bits and the registration's generation above them,
+/// so a token kept after its registration closed never names a newcomer in the same slot.
+const KEY_BITS: u32 = if usize::BITS >= 64 { 32 } else { 24 };
+const KEY_MASK: usize = (1 << KEY_BITS) - 1;
+
+/// The waker's token; its key part, `KEY_MASK`, is one no registration gets.
 const WAKER: Token = Token(usize::MAX);
+
+fn token_of(key: usize, serial: u64) -> Token {
+    Token(key | ((serial as usize) << KEY_BITS))
+}
 
 /// What a reactor runs for a registered source of type `Src`.
 ///
@@ -333,12 +342,15 @@ impl<S: Selector> Reactor<S> {
                 }
                 continue;
             }
+            let Some(key) = self.core.live_key(event.token()) else {
+                continue;
+            };
             let mut cx = Context {
                 selector: &mut self.selector,
                 core: &mut self.core,
                 current: None,
             };
-            if cx.dispatch(event.token().0, |reg, cx| reg.ready(cx, *event)) {
+            if cx.dispatch(key, |reg, cx| reg.ready(cx, *event)) {
                 ran += 1;
             }
         }
@@ -356,7 +368,7 @@ impl<S: Selector> Drop for Reactor<S> {
         let keys: Vec<usize> = self.core.slots.iter().map(|(key, _)| key).collect();
         let mut cx = self.context();
         for key in keys {
-            cx.close_token(Token(key));
+            cx.close_key(key);
         }
     }
 }
@@ -372,6 +384,14 @@ impl<S: Selector> fmt::Debug for Reactor<S> {
 }
 
 impl Core {
+    /// The slab key of the open registration `token` names, if it is still open.
+    fn live_key(&self, token: Token) -> Option<usize> {
+        let key = token.0 & KEY_MASK;
+        let slot = self.slots.get(key)?;
+        let open = !matches!(slot.state, State::Closed);
+        (open && token_of(key, slot.serial) == token).then_some(key)
+    }
+
     fn free_closed(&mut self) {
         for key in self.closed.drain(..) {
             self.slots.remove(key);
@@ -383,10 +403,13 @@ impl Context<'_> {
     /// The token of the registration whose handler is running, or `None` in a
     /// [`call_after`](Context::call_after) callback.
     pub fn token(&self) -> Option<Token> {
-        self.current.map(Token)
+        self.current
+            .map(|key| token_of(key, self.core.slots[key].serial))
     }
 
-    /// Registers `source` with `interest` and `handler`, and returns its token.
+    /// Registers `source` with `interest` and `handler`, and returns its token. The token
+    /// names this registration only: once it closes, the token names nothing, even when a
+    /// new registration takes the same slot.
     ///
     /// An empty `interest` registers the source paused (see [`set_interest`](Context::set_interest)).
     /// The reactor owns the source from now on and puts it in non-blocking mode; closing
@@ -405,35 +428,43 @@ impl Context<'_> {
         let fd = source.as_raw_fd();
         set_nonblocking(fd)?;
         let entry = self.core.slots.vacant_entry();
-        let token = Token(entry.key());
+        let key = entry.key();
+        if key >= KEY_MASK {
+            return Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                format!("a reactor holds at most {KEY_MASK} registrations"),
+            ));
+        }
+        let serial = self.core.next_serial + 1;
+        let token = token_of(key, serial);
         if !interest.is_empty() {
             self.selector.register(fd, token, interest)?;
         }
-        self.core.next_serial += 1;
+        self.core.next_serial = serial;
         self.core.stats.registered += 1;
         entry.insert(Slot {
             fd,
             interest,
-            serial: self.core.next_serial,
+            serial,
             state: State::Running,
             close_requested: false,
         });
         let mut reg: Box<dyn Registered> = Box::new(Bound { source, handler });
-        let saved = self.current.replace(token.0);
+        let saved = self.current.replace(key);
         let result = reg.registered(self);
         self.current = saved;
         match result {
-            Ok(()) if self.core.slots[token.0].close_requested => {
-                self.finish(token.0, reg, None);
+            Ok(()) if self.core.slots[key].close_requested => {
+                self.finish(key, reg, None);
                 Ok(token)
             }
             Ok(()) => {
-                self.core.slots[token.0].state = State::Idle(reg);
+                self.core.slots[key].state = State::Idle(reg);
                 Ok(token)
             }
             Err(e) => {
                 // Timers it set are dropped when due: the slot's serial will not match.
-                let interest = self.core.slots.remove(token.0).interest;
+                let interest = self.core.slots.remove(key).interest;
                 if !interest.is_empty() {
                     let _ = self.selector.deregister(fd);
                 }
@@ -453,15 +484,21 @@ impl Context<'_> {
     /// interest is set again.
     pub fn set_interest(&mut self, interest: Interest) -> io::Result<()> {
         let key = self.current.ok_or_else(no_registration)?;
-        self.set_interest_of(Token(key), interest)
+        self.set_interest_of_key(key, interest)
     }
 
     /// Changes any registration's interest (no syscall if it is unchanged).
     pub fn set_interest_of(&mut self, token: Token, interest: Interest) -> io::Result<()> {
-        let slot = match self.core.slots.get_mut(token.0) {
-            Some(slot) if !matches!(slot.state, State::Closed) => slot,
-            _ => return Err(unknown_token(token)),
-        };
+        let key = self
+            .core
+            .live_key(token)
+            .ok_or_else(|| unknown_token(token))?;
+        self.set_interest_of_key(key, interest)
+    }
+
+    fn set_interest_of_key(&mut self, key: usize, interest: Interest) -> io::Result<()> {
+        let slot = &mut self.core.slots[key];
+        let token = token_of(key, slot.serial);
         if slot.interest != interest {
             match (slot.interest.is_empty(), interest.is_empty()) {
                 (false, false) => self.selector.reregister(slot.fd, token, interest)?,
@@ -485,12 +522,17 @@ impl Context<'_> {
     /// The running handler's own registration closes when the handler returns. Returns
     /// whether the token named an open registration.
     pub fn close_token(&mut self, token: Token) -> bool {
-        let Some(slot) = self.core.slots.get_mut(token.0) else {
-            return false;
-        };
+        match self.core.live_key(token) {
+            Some(key) => self.close_key(key),
+            None => false,
+        }
+    }
+
+    fn close_key(&mut self, key: usize) -> bool {
+        let slot = &mut self.core.slots[key];
         match std::mem::replace(&mut slot.state, State::Closed) {
             State::Idle(reg) => {
-                self.finish(token.0, reg, None);
+                self.finish(key, reg, None);
                 true
             }
             State::Running => {
@@ -505,24 +547,25 @@ impl Context<'_> {
     /// Calls this registration's [`Handler::timeout`] once, `delay` from now.
     pub fn set_timer(&mut self, delay: Duration) -> io::Result<TimerId> {
         let key = self.current.ok_or_else(no_registration)?;
-        self.set_timer_of(Token(key), delay)
+        Ok(self.timer_for_key(key, delay))
     }
 
     /// Calls the [`Handler::timeout`] of registration `token` once, `delay` from now (for
     /// example a deadline set by the handler that accepted it). The timer is dropped if the
     /// registration closes first.
     pub fn set_timer_of(&mut self, token: Token, delay: Duration) -> io::Result<TimerId> {
-        let serial = match self.core.slots.get(token.0) {
-            Some(slot) if !matches!(slot.state, State::Closed) => slot.serial,
-            _ => return Err(unknown_token(token)),
-        };
-        Ok(self.core.timers.insert(
-            Instant::now() + delay,
-            TimerTarget::Handler {
-                key: token.0,
-                serial,
-            },
-        ))
+        let key = self
+            .core
+            .live_key(token)
+            .ok_or_else(|| unknown_token(token))?;
+        Ok(self.timer_for_key(key, delay))
+    }
+
+    fn timer_for_key(&mut self, key: usize, delay: Duration) -> TimerId {
+        let serial = self.core.slots[key].serial;
+        self.core
+            .timers
+            .insert(Instant::now() + delay, TimerTarget::Handler { key, serial })
     }
 
     /// Runs `callback` once, `delay` from now. An error it returns is logged.

@@ -266,13 +266,58 @@ pub fn registration_timer_reaches_only_its_registration<S: Selector>() {
             },
         )
         .unwrap();
-    assert_eq!(tc, tb, "the newcomer reuses the slot");
+    assert_ne!(
+        tc, tb,
+        "a token names one registration, never its slot's next occupant"
+    );
     let deadline = Instant::now() + Duration::from_millis(200);
     while Instant::now() < deadline {
         reactor.run_once(Some(Duration::from_millis(10))).unwrap();
     }
     assert_eq!(fired.borrow().len(), 1, "only a's timer fired");
     assert_eq!(reactor.len(), 1, "a closed itself; the newcomer remains");
+}
+
+/// A token kept after its registration closed names nothing, even once a newcomer has
+/// taken the same slab slot and fd number.
+pub fn stale_token_never_reaches_the_newcomer_in_its_slot<S: Selector>() {
+    let mut reactor = Reactor::<S>::new().unwrap();
+    let noop = |_: &mut UnixStream, _: &mut Context<'_>, _: Event| Ok(());
+    let (a, _a_peer) = pair();
+    let old = reactor.register(a, Interest::READABLE, noop).unwrap();
+    assert!(reactor.close_token(old));
+    let (b, mut b_peer) = pair();
+    let count = Rc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    let new = reactor
+        .register(
+            b,
+            Interest::READABLE,
+            move |s: &mut UnixStream, _: &mut Context<'_>, _: Event| {
+                seen.fetch_add(1, Ordering::SeqCst);
+                let mut buf = [0u8; 8];
+                s.read(&mut buf).map(drop)
+            },
+        )
+        .unwrap();
+    assert_ne!(old, new);
+    assert!(!reactor.close_token(old), "the stale token closes nothing");
+    assert_eq!(
+        reactor
+            .set_interest_of(old, Interest::WRITABLE)
+            .unwrap_err()
+            .kind(),
+        io::ErrorKind::NotFound
+    );
+    assert!(reactor.run_once(Some(Duration::ZERO)).is_ok());
+    b_peer.write_all(b"x").unwrap();
+    reactor.run_once(WAIT).unwrap();
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        1,
+        "the newcomer is intact and served"
+    );
+    assert_eq!(reactor.len(), 1);
 }
 
 pub fn waker_stops_the_loop_from_another_thread<S: Selector + 'static>() {
@@ -412,6 +457,7 @@ macro_rules! reactor_suite {
                 stop_from_a_handler_returns_from_run,
                 paused_registration_hears_nothing_until_resumed,
                 dropping_the_reactor_closes_every_source,
+                stale_token_never_reaches_the_newcomer_in_its_slot,
             );
         }
     };
