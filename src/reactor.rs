@@ -162,6 +162,9 @@ pub struct Stats {
     pub registered: u64,
     /// Registrations closed.
     pub closed: u64,
+    /// Registrations closed because their handler returned an error (counted in `closed`
+    /// too); each error is also logged.
+    pub handler_errors: u64,
 }
 
 /// An event loop over selector `S` (the build's [`DefaultSelector`] unless named).
@@ -614,6 +617,7 @@ impl Context<'_> {
         match result {
             Err(e) => {
                 log::warn!("closing registration {key} (fd {}): {e}", slot.fd);
+                self.core.stats.handler_errors += 1;
                 self.finish(key, reg, Some(&e));
             }
             Ok(()) if slot.close_requested => self.finish(key, reg, None),

@@ -134,6 +134,7 @@ pub fn handler_error_closes_only_its_source<S: Selector>() {
         reactor.run_once(Some(Duration::from_millis(50))).unwrap();
     }
     assert_eq!(*closed.borrow(), vec!["bad frame".to_string()]);
+    assert_eq!(reactor.stats().handler_errors, 1);
     assert_eq!(reactor.len(), 1);
     let mut buf = [0u8; 8];
     match bad_peer.read(&mut buf) {
