@@ -55,7 +55,7 @@ mod kqueue;
 mod libkqueue;
 
 pub use backend::{Backend, UnknownBackend, WithSelector};
-pub use reactor::{Context, Handler, Reactor, Stats};
+pub use reactor::{Context, Handler, Reactor, Stats, READ_BUFFER_SIZE};
 pub use selector::{Event, Events, Interest, Readiness, Selector, Token};
 pub use timers::TimerId;
 pub use waker::{WakeSource, Waker};

@@ -29,6 +29,9 @@ use crate::DefaultSelector;
 const KEY_BITS: u32 = if usize::BITS >= 64 { 32 } else { 24 };
 const KEY_MASK: usize = (1 << KEY_BITS) - 1;
 
+/// The size of the read buffer handlers borrow with [`Context::read_buffer`].
+pub const READ_BUFFER_SIZE: usize = 64 * 1024;
+
 /// The waker's token; its key part, `KEY_MASK`, is one no registration gets.
 const WAKER: Token = Token(usize::MAX);
 
@@ -144,6 +147,8 @@ struct Core {
     next_serial: u64,
     stop: bool,
     stats: Stats,
+    /// Lent to handlers for their reads; allocated at the first use.
+    read_buffer: Vec<u8>,
 }
 
 /// Counters of what a reactor has done since it was made, for measuring (e.g. how many
@@ -226,6 +231,7 @@ impl<S: Selector> Reactor<S> {
                 next_serial: 0,
                 stop: false,
                 stats: Stats::default(),
+                read_buffer: Vec::new(),
             },
             waker,
         })
@@ -474,6 +480,17 @@ impl Context<'_> {
                 Err(e)
             }
         }
+    }
+
+    /// A buffer of [`READ_BUFFER_SIZE`] bytes to read into, shared by every handler of this
+    /// reactor: a connection needs no read buffer of its own, so thousands of idle
+    /// connections hold none. Its contents are unspecified when lent; copy out what must
+    /// outlive the handler call.
+    pub fn read_buffer(&mut self) -> &mut [u8] {
+        if self.core.read_buffer.is_empty() {
+            self.core.read_buffer = vec![0; READ_BUFFER_SIZE];
+        }
+        &mut self.core.read_buffer
     }
 
     /// The current interest of the running handler's registration.

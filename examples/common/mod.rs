@@ -82,8 +82,8 @@ impl<S: Read + Write + 'static> Handler<S> for Echo {
             self.out.flush_to(stream)?;
         }
         if event.is_readable() && !self.peer_done && !self.out.is_full() {
-            let mut buf = [0u8; 16 * 1024];
-            match stream.read(&mut buf) {
+            let buf = cx.read_buffer();
+            match stream.read(buf) {
                 Ok(0) => self.peer_done = true,
                 Ok(n) => {
                     log::debug!("received {n} bytes from {}", self.peer);
