@@ -20,7 +20,9 @@ pub fn raise_fd_limit(want: u64) -> u64 {
         // SAFETY: as above.
         unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
     }
-    lim.rlim_cur
+    #[allow(clippy::unnecessary_cast)] // rlim_t is i64 on FreeBSD
+    let current = lim.rlim_cur as u64;
+    current
 }
 
 /// How many fds this process has open (Linux: /proc/self/fd; elsewhere /dev/fd).
