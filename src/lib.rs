@@ -31,6 +31,7 @@
 
 mod backend;
 pub mod buffer;
+pub mod net;
 pub mod protocol;
 mod reactor;
 mod selector;
