@@ -5,6 +5,7 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -578,4 +579,102 @@ fn set_nonblocking_on_a_pipe() {
     assert_would_block(pipe.read(&mut [0u8; 4]));
     net::set_nonblocking(&read_end, false).unwrap();
     assert!(!nonblocking(&read_end));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Multicast, in a network namespace of its own
+// ---------------------------------------------------------------------------------------------
+
+/// Set in the environment of this test binary when it runs again inside a network namespace.
+const IN_NAMESPACE: &str = "RAWLOOP_NET_TEST_IN_NAMESPACE";
+
+/// Multicast needs an interface that carries it; loopback does only once told to, which needs
+/// a network namespace of our own. So the test runs this binary again under
+/// `unshare --net`, with multicast on and routed to `lo`, and the inner run does the exchange.
+/// Skipped, with a note, where namespaces are refused or `unshare` is missing.
+#[test]
+fn multicast_join_and_leave() {
+    const NAME: &str = "multicast_join_and_leave";
+    if std::env::var_os(IN_NAMESPACE).is_some() {
+        multicast_exchange();
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let script =
+        r#"ip link set lo up multicast on && ip route add 224.0.0.0/4 dev lo && exec "$0" "$@""#;
+    let mut refusals = Vec::new();
+    for unshare in [&["--net"][..], &["--user", "--map-root-user", "--net"]] {
+        let output = Command::new("unshare")
+            .args(unshare)
+            .args(["sh", "-c", script])
+            .arg(&exe)
+            .args([NAME, "--exact", "--nocapture", "--test-threads=1"])
+            .env(IN_NAMESPACE, "1")
+            .output();
+        let output = match output {
+            Ok(output) => output,
+            Err(e) => {
+                eprintln!("skipping {NAME}: cannot run unshare: {e}");
+                return;
+            }
+        };
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if stdout.contains("running 1 test") {
+            assert!(
+                output.status.success() && stdout.contains("1 passed"),
+                "the test failed in its network namespace:\n{stdout}\n{stderr}"
+            );
+            eprintln!("ran under unshare {}:\n{stderr}", unshare.join(" "));
+            return;
+        }
+        refusals.push(format!("unshare {}: {}", unshare.join(" "), stderr.trim()));
+    }
+    eprintln!(
+        "skipping {NAME}: no network namespace: {}",
+        refusals.join("; ")
+    );
+}
+
+/// After PyMOTW's socket_multicast_sender.py and socket_multicast_receiver.py, in one process.
+fn multicast_exchange() {
+    let group = Ipv4Addr::new(224, 3, 29, 71);
+    let to = SocketAddr::from((group, 10000));
+    let mut buf = [0u8; 64];
+
+    let receiver = net::bind_udp(
+        net::resolve("", 10000).unwrap(),
+        &UdpOptions::default().reuse_address(true),
+    )
+    .unwrap();
+    net::join_multicast(&receiver, group.into(), MulticastInterface::Any).unwrap();
+
+    let sender = net::bind_udp(
+        net::resolve("", 0).unwrap(),
+        &UdpOptions::default().multicast_ttl(1),
+    )
+    .unwrap();
+    sender.send_to(b"very important data", to).unwrap();
+    assert!(readable(&receiver), "the group's datagram did not arrive");
+    let (n, from) = receiver.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"very important data");
+    assert_eq!(from.port(), sender.local_addr().unwrap().port());
+    // Loopback may deliver a copy twice (once looped back, once through `lo`).
+    while wait(&receiver, PollFlags::POLLIN, 50) {
+        let (n, _) = receiver.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"very important data");
+    }
+
+    net::leave_multicast(&receiver, group.into(), MulticastInterface::Any).unwrap();
+    sender.send_to(b"after leaving", to).unwrap();
+    assert!(
+        !wait(&receiver, PollFlags::POLLIN, 200),
+        "a datagram arrived after leaving the group"
+    );
+    let e = net::leave_multicast(&receiver, group.into(), MulticastInterface::Any).unwrap_err();
+    assert_eq!(
+        e.kind(),
+        io::ErrorKind::AddrNotAvailable,
+        "leaving twice: {e}"
+    );
 }
