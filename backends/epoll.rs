@@ -58,7 +58,7 @@ fn readiness(bits: u32) -> Readiness {
 }
 
 impl Selector for Epoll {
-    fn name() -> &'static str {
+    fn name(&self) -> &'static str {
         "epoll"
     }
 
@@ -103,6 +103,10 @@ impl Selector for Epoll {
             Some(libc::ENOENT) => not_registered(fd),
             _ => e,
         })
+    }
+
+    fn readiness_fd(&self) -> Option<RawFd> {
+        Some(self.epfd.as_raw_fd())
     }
 
     fn select(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {

@@ -243,7 +243,7 @@ impl fmt::Debug for Kqueue {
 }
 
 impl Selector for Kqueue {
-    fn name() -> &'static str {
+    fn name(&self) -> &'static str {
         "kqueue"
     }
 
@@ -285,6 +285,11 @@ impl Selector for Kqueue {
             merged_at: None,
         });
         Ok(())
+    }
+
+    /// A native kqueue's fd can be watched by another loop; libkqueue's cannot.
+    fn readiness_fd(&self) -> Option<RawFd> {
+        (!cfg!(rawloop_libkqueue)).then(|| self.kq.as_raw_fd())
     }
 
     fn reregister(&mut self, fd: RawFd, token: Token, interest: Interest) -> io::Result<()> {

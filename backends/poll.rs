@@ -61,7 +61,7 @@ impl Poll {
 }
 
 impl Selector for Poll {
-    fn name() -> &'static str {
+    fn name(&self) -> &'static str {
         "poll"
     }
 

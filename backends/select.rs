@@ -140,7 +140,7 @@ impl Select {
 }
 
 impl Selector for Select {
-    fn name() -> &'static str {
+    fn name(&self) -> &'static str {
         "select"
     }
 

@@ -3,7 +3,9 @@
 //! callback reads its byte and, while writes remain, makes the next socket readable, until W
 //! writes have been made and every byte has been read. The time of one round is measured for
 //! each backend as N goes 100 -> 1,000 -> 10,000, on the Selector layer (a hand-written loop
-//! over `select` and its events) and on the Reactor (a callback per registration).
+//! over `select` and its events), on the Reactor with the backend's static type
+//! (`Reactor<Epoll>`) and on the Reactor with the backend chosen at run time
+//! (`Reactor<AnySelector>`): the last two differ only by the enum's dispatch.
 //!
 //! Two loads, as in libevent's published runs: one active socketpair and 100 writes (almost
 //! nothing ready per wait: the cost of a wait with N registered), and 100 active and 1,000
@@ -24,7 +26,7 @@ use std::time::Duration;
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion};
-use rawloop::{Backend, Context, Event, Events, Interest, Reactor, Selector, Token, WithSelector};
+use rawloop::{Backend, Context, Event, Events, Interest, Reactor, Selector, Token};
 
 const SIZES: [usize; 3] = [100, 1_000, 10_000];
 /// (active, writes) per round.
@@ -110,90 +112,102 @@ fn read_one(mut stream: &UnixStream) -> usize {
 }
 
 /// The Selector-layer rounds for one backend and one N.
-struct OnSelector<'g, 'c> {
-    group: &'g mut BenchmarkGroup<'c, WallTime>,
+fn on_selector<S: Selector>(
+    mut selector: S,
+    group: &mut BenchmarkGroup<'_, WallTime>,
     n: usize,
-    active: usize,
-    writes: usize,
-}
-
-impl WithSelector for OnSelector<'_, '_> {
-    type Output = ();
-    fn run<S: Selector + 'static>(self) {
-        let sockets = Sockets::new(self.n);
-        let mut selector = S::new().expect("selector");
-        for (i, r) in sockets.streams.iter().enumerate() {
-            selector
-                .register(r.as_raw_fd(), Token(i), Interest::READABLE)
-                .expect("register");
-        }
-        let mut events = Events::with_capacity(1024);
-        let round = Round::default();
-        let (active, writes) = (self.active, self.writes);
-        self.group
-            .bench_function(BenchmarkId::new(S::name(), self.n), |b| {
-                b.iter(|| {
-                    round.start(&sockets.fds, active, writes);
-                    while !round.done() {
-                        selector.select(&mut events, Some(STALL)).expect("select");
-                        assert!(!events.is_empty(), "no event within {STALL:?}");
-                        for event in &events {
-                            let idx = event.token().0;
-                            let got = read_one(&sockets.streams[idx]);
-                            round.on_read(&sockets.fds, idx, got);
-                        }
-                    }
-                    black_box(round.count.get())
-                })
-            });
-        for r in &sockets.streams {
-            selector.deregister(r.as_raw_fd()).expect("deregister");
-        }
+    (active, writes): (usize, usize),
+) {
+    let sockets = Sockets::new(n);
+    for (i, r) in sockets.streams.iter().enumerate() {
+        selector
+            .register(r.as_raw_fd(), Token(i), Interest::READABLE)
+            .expect("register");
+    }
+    let mut events = Events::with_capacity(1024);
+    let round = Round::default();
+    group.bench_function(BenchmarkId::new(selector.name(), n), |b| {
+        b.iter(|| {
+            round.start(&sockets.fds, active, writes);
+            while !round.done() {
+                selector.select(&mut events, Some(STALL)).expect("select");
+                assert!(!events.is_empty(), "no event within {STALL:?}");
+                for event in &events {
+                    let idx = event.token().0;
+                    let got = read_one(&sockets.streams[idx]);
+                    round.on_read(&sockets.fds, idx, got);
+                }
+            }
+            black_box(round.count.get())
+        })
+    });
+    for r in &sockets.streams {
+        selector.deregister(r.as_raw_fd()).expect("deregister");
     }
 }
 
 /// The Reactor rounds for one backend and one N.
-struct OnReactor<'g, 'c> {
-    group: &'g mut BenchmarkGroup<'c, WallTime>,
+fn on_reactor<S: Selector>(
+    mut reactor: Reactor<S>,
+    group: &mut BenchmarkGroup<'_, WallTime>,
     n: usize,
-    active: usize,
-    writes: usize,
+    (active, writes): (usize, usize),
+) {
+    let Sockets { streams, fds } = Sockets::new(n);
+    let round = Rc::new(Round::default());
+    for (idx, r) in streams.into_iter().enumerate() {
+        let round = round.clone();
+        let fds = fds.clone();
+        reactor
+            .register(
+                r,
+                Interest::READABLE,
+                move |s: &mut UnixStream, _: &mut Context<'_>, _: Event| {
+                    let got = read_one(s);
+                    round.on_read(&fds, idx, got);
+                    Ok(())
+                },
+            )
+            .expect("register");
+    }
+    group.bench_function(BenchmarkId::new(reactor.backend(), n), |b| {
+        b.iter(|| {
+            round.start(&fds, active, writes);
+            while !round.done() {
+                let ran = reactor.run_once(Some(STALL)).expect("run_once");
+                assert!(ran > 0, "no event within {STALL:?}");
+            }
+            black_box(round.count.get())
+        })
+    });
 }
 
-impl WithSelector for OnReactor<'_, '_> {
-    type Output = ();
-    fn run<S: Selector + 'static>(self) {
-        let Sockets { streams, fds } = Sockets::new(self.n);
-        let mut reactor = Reactor::<S>::new().expect("reactor");
-        let round = Rc::new(Round::default());
-        for (idx, r) in streams.into_iter().enumerate() {
-            let round = round.clone();
-            let fds = fds.clone();
-            reactor
-                .register(
-                    r,
-                    Interest::READABLE,
-                    move |s: &mut UnixStream, _: &mut Context<'_>, _: Event| {
-                        let got = read_one(s);
-                        round.on_read(&fds, idx, got);
-                        Ok(())
-                    },
-                )
-                .expect("register");
+/// Runs `$body` with `$S` the static selector type of `$backend`.
+macro_rules! with_static {
+    ($backend:expr, $S:ident => $body:expr) => {
+        match $backend {
+            Backend::Select => {
+                type $S = rawloop::Select;
+                $body
+            }
+            Backend::Poll => {
+                type $S = rawloop::Poll;
+                $body
+            }
+            #[cfg(rawloop_epoll)]
+            Backend::Epoll => {
+                type $S = rawloop::Epoll;
+                $body
+            }
+            #[cfg(rawloop_kqueue)]
+            Backend::Kqueue => {
+                type $S = rawloop::Kqueue;
+                $body
+            }
+            #[allow(unreachable_patterns)]
+            _ => {}
         }
-        let (active, writes) = (self.active, self.writes);
-        self.group
-            .bench_function(BenchmarkId::new(S::name(), self.n), |b| {
-                b.iter(|| {
-                    round.start(&fds, active, writes);
-                    while !round.done() {
-                        let ran = reactor.run_once(Some(STALL)).expect("run_once");
-                        assert!(ran > 0, "no event within {STALL:?}");
-                    }
-                    black_box(round.count.get())
-                })
-            });
-    }
+    };
 }
 
 /// Raises RLIMIT_NOFILE to at least `want` if it can; returns whether the limit is enough.
@@ -223,11 +237,15 @@ fn ensure_nofile(want: libc::rlim_t) -> bool {
     }
 }
 
+/// The layers measured: the selector alone, the reactor on the static selector type
+/// (`Reactor<Epoll>`), and the reactor on the run-time choice (`Reactor<AnySelector>`).
+const LAYERS: [&str; 3] = ["selector", "reactor", "reactor-any"];
+
 fn dispatch(c: &mut Criterion) {
     let backends: Vec<Backend> = Backend::compiled();
-    for (active, writes) in LOADS {
-        for layer in ["selector", "reactor"] {
-            let mut group = c.benchmark_group(format!("dispatch/{layer}/a{active}-w{writes}"));
+    for load in LOADS {
+        for layer in LAYERS {
+            let mut group = c.benchmark_group(format!("dispatch/{layer}/a{}-w{}", load.0, load.1));
             for n in SIZES {
                 if !ensure_nofile(n as libc::rlim_t + 256) {
                     eprintln!(
@@ -237,21 +255,19 @@ fn dispatch(c: &mut Criterion) {
                     continue;
                 }
                 for &backend in &backends {
-                    let (group, n) = (&mut group, n);
-                    if layer == "selector" {
-                        backend.run(OnSelector {
-                            group,
+                    match layer {
+                        "selector" => with_static!(backend, S => {
+                            on_selector(S::new().expect("selector"), &mut group, n, load)
+                        }),
+                        "reactor" => with_static!(backend, S => {
+                            on_reactor(Reactor::<S>::new().expect("reactor"), &mut group, n, load)
+                        }),
+                        _ => on_reactor(
+                            Reactor::with_backend(backend).expect("reactor"),
+                            &mut group,
                             n,
-                            active,
-                            writes,
-                        });
-                    } else {
-                        backend.run(OnReactor {
-                            group,
-                            n,
-                            active,
-                            writes,
-                        });
+                            load,
+                        ),
                     }
                 }
             }

@@ -8,11 +8,11 @@
 mod common;
 
 use std::io;
-use std::net::ToSocketAddrs;
+use std::process::ExitCode;
 
 use clap::Parser;
 use rawloop::protocol::{self, codec, ClientConfig, Message};
-use rawloop::{Selector, WithSelector};
+use rawloop::Reactor;
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -27,24 +27,16 @@ struct Args {
     value: String,
 }
 
-struct Main(Args);
-
-impl WithSelector for Main {
-    type Output = io::Result<()>;
-    fn run<S: Selector + 'static>(self) -> io::Result<()> {
-        let args = self.0;
-        let addr = (args.host.as_str(), args.port)
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address for host"))?;
-        let request = protocol::request(&args.action, &args.value);
-        let requests = vec![request; args.repeat.max(1)];
-        let responses = protocol::exchange::<S>(addr, &requests, ClientConfig::default())?;
-        for response in &responses {
-            print_result(response);
-        }
-        Ok(())
+fn run(args: Args) -> io::Result<()> {
+    let addr = rawloop::net::resolve(&args.host, args.port)?;
+    let request = protocol::request(&args.action, &args.value);
+    let requests = vec![request; args.repeat.max(1)];
+    let mut reactor = Reactor::with_backend(args.backend.backend)?;
+    let responses = protocol::exchange(&mut reactor, addr, &requests, ClientConfig::default())?;
+    for response in &responses {
+        print_result(response);
     }
+    Ok(())
 }
 
 /// Prints a response as the reference client does.
@@ -76,15 +68,7 @@ fn python_bytes(bytes: &[u8]) -> String {
     s
 }
 
-fn main() {
+fn main() -> ExitCode {
     common::init_logging();
-    let args = Args::parse();
-    let backend = args.backend.backend;
-    if let Err(e) = backend
-        .run(Main(args))
-        .expect("parsed backends are compiled")
-    {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    common::exit_on_error("app_client", run(Args::parse()))
 }

@@ -1,24 +1,27 @@
 //! The Message-protocol server, after the guide's `app-server.py` + `libserver.py`: answers
 //! search requests from its table and echoes the first bytes of binary requests, one request
-//! per connection unless `--keep-alive`. SIGINT or SIGTERM stops it cleanly.
+//! per connection unless `--keep-alive`. SIGINT or SIGTERM stops it gracefully: it stops
+//! accepting and answers the requests it has (`--grace-ms`); a second signal stops at once.
 //!
 //! `cargo run --example app_server -- [--backend B] [--keep-alive] [--max-content-len N]
-//! [--request-timeout-ms MS] <host> <port>`
+//! [--request-timeout-ms MS] [--grace-ms MS] <host> <port>`
 
 mod common;
 
 use std::io;
-use std::net::TcpListener;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use rawloop::protocol::{self, ServerConfig};
-use rawloop::{Reactor, Selector, WithSelector};
+use rawloop::Reactor;
 
 #[derive(Parser, Debug)]
 struct Args {
     #[command(flatten)]
     backend: common::BackendArg,
+    #[command(flatten)]
+    grace: common::GraceArg,
     /// Serve many requests on one connection, in order.
     #[arg(long)]
     keep_alive: bool,
@@ -32,39 +35,28 @@ struct Args {
     port: u16,
 }
 
-struct Main(Args);
-
-impl WithSelector for Main {
-    type Output = io::Result<()>;
-    fn run<S: Selector + 'static>(self) -> io::Result<()> {
-        let args = self.0;
-        let config = ServerConfig {
-            keep_alive: args.keep_alive,
-            max_content_len: args.max_content_len,
-            request_timeout: Duration::from_millis(args.request_timeout_ms),
-            ..ServerConfig::default()
-        };
-        let mut reactor = Reactor::<S>::new()?;
-        // Rust's std sets SO_REUSEADDR on Unix listeners, as the reference does by hand.
-        let listener = TcpListener::bind((args.host.as_str(), args.port))?;
-        println!(
-            "Listening on {} ({} backend)",
-            protocol::server::python_addr(listener.local_addr()?),
-            S::name()
-        );
-        protocol::serve(&mut reactor, listener, config)?;
-        common::stop_on_signals(&mut reactor)?;
-        reactor.run()?;
-        println!("shutting down");
-        Ok(())
-    }
+fn run(args: Args) -> io::Result<()> {
+    let config = ServerConfig {
+        keep_alive: args.keep_alive,
+        max_content_len: args.max_content_len,
+        request_timeout: Duration::from_millis(args.request_timeout_ms),
+        ..ServerConfig::default()
+    };
+    let listener = common::listen(&args.host, args.port)?;
+    let mut reactor = Reactor::with_backend(args.backend.backend)?;
+    println!(
+        "Listening on {} ({} backend)",
+        protocol::server::python_addr(listener.local_addr()?),
+        reactor.backend()
+    );
+    protocol::serve(&mut reactor, listener, config)?;
+    reactor.shutdown_on_signals(args.grace.grace())?;
+    reactor.run()?;
+    println!("shutting down");
+    Ok(())
 }
 
-fn main() -> io::Result<()> {
+fn main() -> ExitCode {
     common::init_logging();
-    let args = Args::parse();
-    let backend = args.backend.backend;
-    backend
-        .run(Main(args))
-        .expect("parsed backends are compiled")
+    common::exit_on_error("app_server", run(Args::parse()))
 }

@@ -12,12 +12,12 @@
 mod common;
 
 use std::io;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use rawloop::{Reactor, Selector, WithSelector};
+use rawloop::{Reactor, Selector};
 
 pub use common::Summary;
 
@@ -48,48 +48,37 @@ pub fn run_client<S: Selector>(
     messages: Vec<Vec<u8>>,
     timeout: Duration,
 ) -> io::Result<Summary> {
-    // Connecting blocks, as in the seed; the reactor makes the socket non-blocking.
-    let stream = TcpStream::connect(addr)?;
+    let stream = rawloop::net::connect_tcp(addr)?;
     stream.set_nodelay(true)?;
     let label = format!("client({})", stream.local_addr()?);
     common::check_echo(reactor, stream, &label, messages, timeout)
 }
 
-struct Main(Args);
-
-impl WithSelector for Main {
-    type Output = io::Result<Summary>;
-    fn run<S: Selector + 'static>(self) -> io::Result<Summary> {
-        let args = self.0;
-        let messages: Vec<Vec<u8>> = match args.size {
-            Some(n) => vec![common::pattern(n)],
-            None if args.message.is_empty() => DEFAULT_MESSAGES
-                .iter()
-                .map(|m| m.as_bytes().to_vec())
-                .collect(),
-            None => args.message.iter().map(|m| m.as_bytes().to_vec()).collect(),
-        };
-        let addr = common::resolve(&args.host, args.port)?;
-        println!(
-            "connecting to {} port {} ({} backend)",
-            args.host,
-            args.port,
-            S::name()
-        );
-        let mut reactor = Reactor::<S>::new()?;
-        run_client(&mut reactor, addr, messages, args.timeout)
-    }
+fn run(args: Args) -> io::Result<Summary> {
+    let messages: Vec<Vec<u8>> = match args.size {
+        Some(n) => vec![common::pattern(n)],
+        None if args.message.is_empty() => DEFAULT_MESSAGES
+            .iter()
+            .map(|m| m.as_bytes().to_vec())
+            .collect(),
+        None => args.message.iter().map(|m| m.as_bytes().to_vec()).collect(),
+    };
+    let addr = rawloop::net::resolve(&args.host, args.port)?;
+    let mut reactor = Reactor::with_backend(args.backend.backend)?;
+    println!(
+        "connecting to {} port {} ({} backend)",
+        args.host,
+        args.port,
+        reactor.backend()
+    );
+    run_client(&mut reactor, addr, messages, args.timeout)
 }
 
 fn main() -> ExitCode {
     common::init_logging();
     let args = Args::parse();
     let sized = args.size.is_some();
-    let backend = args.backend.backend;
-    match backend
-        .run(Main(args))
-        .expect("parsed backends are compiled")
-    {
+    match run(args) {
         Ok(summary) => {
             if sized {
                 println!(

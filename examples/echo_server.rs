@@ -1,90 +1,62 @@
 //! A TCP echo server in callback style, after PyMOTW's `selectors_echo_server.py`: the
-//! listener's callback accepts and registers each connection with an echo handler. Unlike
-//! the seed it keeps serving after a client leaves; SIGINT or SIGTERM stops it cleanly.
+//! listener's acceptor registers each connection with an echo handler. Unlike the seed it
+//! keeps serving after a client leaves. SIGINT or SIGTERM stops it gracefully: it stops
+//! accepting and lets open connections finish (`--grace-ms`); a second signal stops at once.
 //!
-//! `cargo run --example echo_server -- [--backend select|poll|epoll|kqueue] <host> <port>`
+//! `cargo run --example echo_server -- [--backend select|poll|epoll|kqueue] [--grace-ms MS] <host> <port>`
 
 pub mod common;
 
 use std::io;
 use std::net::TcpListener;
-use std::time::Duration;
+use std::process::ExitCode;
 
 use clap::Parser;
-use rawloop::{Context, Event, Interest, Reactor, Selector, WithSelector};
+use rawloop::{Acceptor, Interest, Reactor, Selector};
 
 #[derive(Parser, Debug)]
 struct Args {
     #[command(flatten)]
     backend: common::BackendArg,
+    #[command(flatten)]
+    grace: common::GraceArg,
     host: String,
     port: u16,
 }
 
 /// Registers `listener` so that every connection it accepts is echoed.
 pub fn serve<S: Selector>(reactor: &mut Reactor<S>, listener: TcpListener) -> io::Result<()> {
-    reactor.register(listener, Interest::READABLE, accept)?;
+    let acceptor = Acceptor::tcp(|stream, peer, cx| {
+        log::info!("accept({peer})");
+        cx.register(
+            stream,
+            Interest::READABLE,
+            common::Echo::new(peer.to_string()),
+        )?;
+        Ok(())
+    });
+    reactor.register(listener, Interest::READABLE, acceptor)?;
     Ok(())
 }
 
-/// The listener's callback: accept every pending connection and register it.
-fn accept(listener: &mut TcpListener, cx: &mut Context<'_>, _: Event) -> io::Result<()> {
-    loop {
-        match listener.accept() {
-            Ok((stream, addr)) => {
-                log::info!("accept({addr})");
-                stream.set_nodelay(true)?;
-                cx.register(
-                    stream,
-                    Interest::READABLE,
-                    common::Echo::new(addr.to_string()),
-                )?;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
-            // Out of fds or memory: the pending connection stays queued and the listener
-            // stays readable, so pause accepting for a while instead of spinning on it.
-            Err(e) => {
-                log::warn!("accept: {e}; pausing accepts for 100 ms");
-                let me = cx.token().expect("a handler has a token");
-                cx.set_interest(Interest::empty())?;
-                cx.call_after(Duration::from_millis(100), move |cx| {
-                    cx.set_interest_of(me, Interest::READABLE)
-                });
-                return Ok(());
-            }
-        }
-    }
+fn run(args: Args) -> io::Result<()> {
+    let listener = common::listen(&args.host, args.port)?;
+    let port = listener.local_addr()?.port();
+    let mut reactor = Reactor::with_backend(args.backend.backend)?;
+    serve(&mut reactor, listener)?;
+    reactor.shutdown_on_signals(args.grace.grace())?;
+    println!(
+        "starting up on {} port {port} ({} backend)",
+        args.host,
+        reactor.backend()
+    );
+    reactor.run()?;
+    eprintln!("reactor stats: {:?}", reactor.stats());
+    println!("shutting down");
+    Ok(())
 }
 
-struct Main(Args);
-
-impl WithSelector for Main {
-    type Output = io::Result<()>;
-    fn run<S: Selector + 'static>(self) -> io::Result<()> {
-        let args = self.0;
-        let mut reactor = Reactor::<S>::new()?;
-        let listener = TcpListener::bind((args.host.as_str(), args.port))?;
-        println!(
-            "starting up on {} port {} ({} backend)",
-            args.host,
-            listener.local_addr()?.port(),
-            S::name()
-        );
-        serve(&mut reactor, listener)?;
-        common::stop_on_signals(&mut reactor)?;
-        reactor.run()?;
-        eprintln!("reactor stats: {:?}", reactor.stats());
-        println!("shutting down");
-        Ok(())
-    }
-}
-
-fn main() -> io::Result<()> {
+fn main() -> ExitCode {
     common::init_logging();
-    let args = Args::parse();
-    let backend = args.backend.backend;
-    backend
-        .run(Main(args))
-        .expect("parsed backends are compiled")
+    common::exit_on_error("echo_server", run(Args::parse()))
 }

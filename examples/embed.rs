@@ -16,14 +16,14 @@ mod common;
 
 use std::cell::RefCell;
 use std::io::{self, Read};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use rawloop::buffer::OutBuf;
-use rawloop::{Context, Event, Handler, Interest, Reactor, Selector, WithSelector};
+use rawloop::{Acceptor, Context, Event, Handler, Interest, Reactor, Selector};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -65,36 +65,31 @@ struct Progress {
 /// `run_once`, until `rounds` round trips are done or `limit` has passed. The periodic work
 /// (a status line) runs every `tick`. Fails if a round trip fails.
 pub fn run_embedded<S: Selector>(
+    mut reactor: Reactor<S>,
     rounds: u64,
     limit: Duration,
     tick: Duration,
 ) -> io::Result<Report> {
     let tick = tick.max(Duration::from_millis(1));
-    let mut reactor = Reactor::<S>::new()?;
 
     // The server: accept and echo, as examples/echo_server.rs does.
-    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let listener = common::listen("127.0.0.1", 0)?;
     let addr = listener.local_addr()?;
-    reactor.register(
-        listener,
-        Interest::READABLE,
-        |listener: &mut TcpListener, cx: &mut Context<'_>, _: Event| {
-            common::accept_all(listener, cx, |stream, peer, cx| {
-                log::info!("server: accepted {peer}");
-                cx.register(stream, Interest::READABLE, common::Echo::new(peer))
-                    .map(drop)
-            })
-        },
-    )?;
+    let acceptor = Acceptor::tcp(|stream, peer, cx| {
+        log::info!("server: accepted {peer}");
+        cx.register(
+            stream,
+            Interest::READABLE,
+            common::Echo::new(peer.to_string()),
+        )?;
+        Ok(())
+    });
+    reactor.register(listener, Interest::READABLE, acceptor)?;
 
-    // The client: connecting to a loopback listener completes in the kernel at once, before
-    // the server's accept runs.
-    let stream = TcpStream::connect(addr)?;
-    stream.set_nodelay(true)?;
-    log::info!("client: connected from {}", stream.local_addr()?);
+    // The client, connecting without blocking.
     let progress = Rc::new(RefCell::new(Progress::default()));
-    reactor.register(
-        stream,
+    reactor.context().connect(
+        addr,
         Interest::WRITABLE,
         Pinger::new(rounds, progress.clone()),
     )?;
@@ -233,6 +228,21 @@ impl Pinger {
 }
 
 impl Handler<TcpStream> for Pinger {
+    fn connected(
+        &mut self,
+        stream: &mut TcpStream,
+        _: &mut Context<'_>,
+        result: io::Result<()>,
+    ) -> io::Result<()> {
+        match &result {
+            Ok(()) => log::info!("client: connected from {}", stream.local_addr()?),
+            Err(e) => {
+                self.progress.borrow_mut().error = Some(io::Error::new(e.kind(), e.to_string()))
+            }
+        }
+        result
+    }
+
     fn ready(
         &mut self,
         stream: &mut TcpStream,
@@ -248,30 +258,20 @@ impl Handler<TcpStream> for Pinger {
     }
 }
 
-struct Main(Args);
-
-impl WithSelector for Main {
-    type Output = io::Result<Report>;
-    fn run<S: Selector + 'static>(self) -> io::Result<Report> {
-        let args = self.0;
-        println!(
-            "embedding a reactor ({} backend): up to {} round trips or {:?}",
-            S::name(),
-            args.rounds,
-            args.seconds
-        );
-        run_embedded::<S>(args.rounds, args.seconds, args.tick)
-    }
+fn run(args: Args) -> io::Result<Report> {
+    let reactor = Reactor::with_backend(args.backend.backend)?;
+    println!(
+        "embedding a reactor ({} backend): up to {} round trips or {:?}",
+        reactor.backend(),
+        args.rounds,
+        args.seconds
+    );
+    run_embedded(reactor, args.rounds, args.seconds, args.tick)
 }
 
 fn main() -> ExitCode {
     common::init_logging();
-    let args = Args::parse();
-    let backend = args.backend.backend;
-    match backend
-        .run(Main(args))
-        .expect("parsed backends are compiled")
-    {
+    match run(Args::parse()) {
         Ok(r) => {
             println!(
                 "{} round trips in {:.3} s ({:.0}/s), {} ticks of other work, {} reactor rounds",

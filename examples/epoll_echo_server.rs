@@ -9,7 +9,7 @@ mod selector_echo;
 
 #[cfg(rawloop_epoll)]
 fn main() -> std::process::ExitCode {
-    selector_echo::main::<rawloop::Epoll>()
+    selector_echo::main::<rawloop::Epoll>("epoll_echo_server")
 }
 
 #[cfg(not(rawloop_epoll))]

@@ -10,7 +10,7 @@ mod selector_echo;
 
 #[cfg(rawloop_kqueue)]
 fn main() -> std::process::ExitCode {
-    selector_echo::main::<rawloop::Kqueue>()
+    selector_echo::main::<rawloop::Kqueue>("kqueue_echo_server")
 }
 
 #[cfg(not(rawloop_kqueue))]

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use rawloop::buffer::OutBuf;
-use rawloop::{Context, Event, Handler, Interest, Reactor, Selector, WithSelector};
+use rawloop::{Context, Event, Handler, Interest, Reactor, Selector};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -102,10 +102,7 @@ pub fn run_client<S: Selector>(
     for connid in 1..=connections {
         log::info!("starting connection {connid} to {addr}");
         let conn = Conn::new(connid, messages, shared.clone());
-        let registered = common::connect_nonblocking(addr).and_then(|sock| {
-            // A connect in progress: writable once it is done, either way.
-            reactor.register(sock, Interest::WRITABLE, conn)
-        });
+        let registered = reactor.context().connect(addr, Interest::WRITABLE, conn);
         match registered {
             Ok(token) => tokens.push((connid, token)),
             Err(e) => {
@@ -275,33 +272,20 @@ impl Conn {
     }
 
     fn step(&mut self, sock: &mut TcpStream, cx: &mut Context<'_>, event: Event) -> io::Result<()> {
-        if self.state == State::Connecting {
-            if let Some(e) = sock.take_error()? {
-                return Err(e);
-            }
-            match sock.peer_addr() {
-                Ok(_) => {}
-                // Reported before the connect finished (a spurious event): wait on.
-                Err(e) if e.kind() == io::ErrorKind::NotConnected && !event.is_hup() => {
-                    return Ok(())
-                }
-                Err(e) => return Err(e),
-            }
-            log::debug!("connection {} established", self.connid);
-            let _ = sock.set_nodelay(true);
-            self.state = State::Open;
-            self.send(sock)?;
-        } else {
-            if event.is_writable() {
-                self.outb.flush_to(sock)?;
-            }
-            self.send(sock)?;
-            if event.is_readable() && self.receive(sock)? {
-                self.finish(None);
-                cx.close();
-                return Ok(());
-            }
+        if event.is_writable() {
+            self.outb.flush_to(sock)?;
         }
+        self.send(sock)?;
+        if event.is_readable() && self.receive(sock)? {
+            self.finish(None);
+            cx.close();
+            return Ok(());
+        }
+        self.want(cx)
+    }
+
+    /// Closes a connection with nothing left to do, else waits for what it needs next.
+    fn want(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         if self.expected.is_empty() {
             self.finish(None);
             cx.close();
@@ -316,6 +300,26 @@ impl Conn {
 }
 
 impl Handler<TcpStream> for Conn {
+    fn connected(
+        &mut self,
+        sock: &mut TcpStream,
+        cx: &mut Context<'_>,
+        result: io::Result<()>,
+    ) -> io::Result<()> {
+        let started = result.and_then(|()| {
+            log::debug!("connection {} established", self.connid);
+            let _ = sock.set_nodelay(true);
+            self.state = State::Open;
+            self.send(sock)?;
+            self.want(cx)
+        });
+        if let Err(e) = started {
+            self.finish(Some(&e));
+            cx.close();
+        }
+        Ok(())
+    }
+
     fn ready(
         &mut self,
         sock: &mut TcpStream,
@@ -339,40 +343,29 @@ impl Handler<TcpStream> for Conn {
     }
 }
 
-struct Main(Args);
-
-impl WithSelector for Main {
-    type Output = io::Result<(Summary, Duration)>;
-    fn run<S: Selector + 'static>(self) -> io::Result<(Summary, Duration)> {
-        let args = self.0;
-        let addr = common::resolve(&args.host, args.port)?;
-        let messages = messages(args.messages, args.size);
-        println!(
-            "starting {} connections to {addr} ({} backend)",
-            args.num_connections,
-            S::name()
-        );
-        let mut reactor = Reactor::<S>::new()?;
-        let started = Instant::now();
-        let summary = run_client(
-            &mut reactor,
-            addr,
-            args.num_connections,
-            &messages,
-            args.timeout,
-        )?;
-        Ok((summary, started.elapsed()))
-    }
+fn run(args: Args) -> io::Result<(Summary, Duration)> {
+    let addr = rawloop::net::resolve(&args.host, args.port)?;
+    let messages = messages(args.messages, args.size);
+    let mut reactor = Reactor::with_backend(args.backend.backend)?;
+    println!(
+        "starting {} connections to {addr} ({} backend)",
+        args.num_connections,
+        reactor.backend()
+    );
+    let started = Instant::now();
+    let summary = run_client(
+        &mut reactor,
+        addr,
+        args.num_connections,
+        &messages,
+        args.timeout,
+    )?;
+    Ok((summary, started.elapsed()))
 }
 
 fn main() -> ExitCode {
     common::init_logging();
-    let args = Args::parse();
-    let backend = args.backend.backend;
-    match backend
-        .run(Main(args))
-        .expect("parsed backends are compiled")
-    {
+    match run(Args::parse()) {
         Ok((s, elapsed)) => {
             println!(
                 "{} connections: {} completed, {} failed; sent {} bytes, received {} bytes in {:.3} s",

@@ -4,24 +4,26 @@
 //! into `inb`, moves the bytes to `outb`, and writes them back. Unlike the guide it writes at
 //! once, watches for writable only while a tail is left, stops reading while the tail is
 //! over [`common::OUTPUT_LIMIT`], echoes what is left after the client stops sending, and
-//! stops cleanly on SIGINT or SIGTERM.
+//! shuts down gracefully on SIGINT or SIGTERM (a second signal stops at once).
 //!
-//! `cargo run --example multiconn_server -- [--backend select|poll|epoll|kqueue] <host> <port>`
+//! `cargo run --example multiconn_server -- [--backend select|poll|epoll|kqueue] [--grace-ms MS] <host> <port>`
 
 mod common;
 
 use std::io::{self, Read, Write};
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
 
 use clap::Parser;
 use rawloop::buffer::OutBuf;
-use rawloop::{Context, Event, Handler, Interest, Reactor, Selector, Token, WithSelector};
+use rawloop::{Acceptor, Context, Event, Handler, Interest, Reactor, Selector, Token};
 
 #[derive(Parser, Debug)]
 struct Args {
     #[command(flatten)]
     backend: common::BackendArg,
+    #[command(flatten)]
+    grace: common::GraceArg,
     host: String,
     port: u16,
 }
@@ -29,16 +31,14 @@ struct Args {
 /// Registers `listener`: every connection it accepts gets a [`Connection`]. Returns the
 /// listener's token (closing it stops accepting).
 pub fn serve<S: Selector>(reactor: &mut Reactor<S>, listener: TcpListener) -> io::Result<Token> {
-    reactor.register(listener, Interest::READABLE, accept_wrapper)
+    reactor.register(listener, Interest::READABLE, Acceptor::tcp(accept_wrapper))
 }
 
-/// The listener's callback, the guide's `accept_wrapper`.
-fn accept_wrapper(listener: &mut TcpListener, cx: &mut Context<'_>, _: Event) -> io::Result<()> {
-    common::accept_all(listener, cx, |conn, addr, cx| {
-        log::info!("accepted connection from {addr}");
-        cx.register(conn, Interest::READABLE, Connection::new(addr))
-            .map(drop)
-    })
+/// What the acceptor does with each connection, the guide's `accept_wrapper`.
+fn accept_wrapper(conn: TcpStream, addr: SocketAddr, cx: &mut Context<'_>) -> io::Result<()> {
+    log::info!("accepted connection from {addr}");
+    cx.register(conn, Interest::READABLE, Connection::new(addr.to_string()))?;
+    Ok(())
 }
 
 /// Where a connection is in its life.
@@ -102,19 +102,6 @@ impl Connection {
         }
         Ok(())
     }
-
-    /// What to wait for next: read while there is room for the echo, write while a tail
-    /// is kept.
-    fn interest(&self) -> Interest {
-        let mut interest = Interest::empty();
-        if self.phase == Phase::Echoing && !self.outb.is_full() {
-            interest |= Interest::READABLE;
-        }
-        if !self.outb.is_empty() {
-            interest |= Interest::WRITABLE;
-        }
-        interest
-    }
 }
 
 impl<S: Read + Write + 'static> Handler<S> for Connection {
@@ -129,11 +116,19 @@ impl<S: Read + Write + 'static> Handler<S> for Connection {
             }
             self.process(sock)?;
         }
-        if self.phase == Phase::Draining && self.outb.is_empty() {
+        // Read while there is room for the echo, write while a tail is kept.
+        let interest = self.outb.interest(self.phase == Phase::Echoing);
+        if interest.is_empty() {
             cx.close();
             return Ok(());
         }
-        cx.set_interest(self.interest())
+        cx.set_interest(interest)
+    }
+
+    /// At shutdown a connection finishes its echo: it closes once the client has stopped
+    /// sending and has everything back.
+    fn shutdown(&mut self, _: &mut S, _: &mut Context<'_>) -> io::Result<()> {
+        Ok(())
     }
 
     fn closed(&mut self, _: &mut S, error: Option<&io::Error>) {
@@ -144,40 +139,23 @@ impl<S: Read + Write + 'static> Handler<S> for Connection {
     }
 }
 
-struct Main(Args);
-
-impl WithSelector for Main {
-    type Output = io::Result<()>;
-    fn run<S: Selector + 'static>(self) -> io::Result<()> {
-        let args = self.0;
-        let mut reactor = Reactor::<S>::new()?;
-        let listener = TcpListener::bind((args.host.as_str(), args.port))?;
-        println!(
-            "listening on ('{}', {}) ({} backend)",
-            args.host,
-            listener.local_addr()?.port(),
-            S::name()
-        );
-        serve(&mut reactor, listener)?;
-        common::stop_on_signals(&mut reactor)?;
-        reactor.run()?;
-        println!("shutting down");
-        Ok(())
-    }
+fn run(args: Args) -> io::Result<()> {
+    let listener = common::listen(&args.host, args.port)?;
+    let mut reactor = Reactor::with_backend(args.backend.backend)?;
+    println!(
+        "listening on ('{}', {}) ({} backend)",
+        args.host,
+        listener.local_addr()?.port(),
+        reactor.backend()
+    );
+    serve(&mut reactor, listener)?;
+    reactor.shutdown_on_signals(args.grace.grace())?;
+    reactor.run()?;
+    println!("shutting down");
+    Ok(())
 }
 
 fn main() -> ExitCode {
     common::init_logging();
-    let args = Args::parse();
-    let backend = args.backend.backend;
-    match backend
-        .run(Main(args))
-        .expect("parsed backends are compiled")
-    {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("multiconn_server: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit_on_error("multiconn_server", run(Args::parse()))
 }

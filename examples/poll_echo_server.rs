@@ -6,5 +6,5 @@
 mod selector_echo;
 
 fn main() -> std::process::ExitCode {
-    selector_echo::main::<rawloop::Poll>()
+    selector_echo::main::<rawloop::Poll>("poll_echo_server")
 }

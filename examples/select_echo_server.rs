@@ -6,5 +6,5 @@
 mod selector_echo;
 
 fn main() -> std::process::ExitCode {
-    selector_echo::main::<rawloop::Select>()
+    selector_echo::main::<rawloop::Select>("select_echo_server")
 }

@@ -1,12 +1,12 @@
 //! An echo server that does other work when the network is quiet, after PyMOTW's
 //! `select_echo_server_timeout.py`. The seed passes a one-second timeout to select() and
-//! prints `  timed out, do some other work here` when it returns with nothing; here a reactor
-//! timer ([`Reactor::call_after`], re-armed every period) looks at an activity counter that
-//! every handler bumps, and prints the line when no I/O happened since the last tick. The
-//! loop itself never polls with a timeout.
+//! prints `  timed out, do some other work here` when it returns with nothing; here a periodic
+//! reactor timer (`Context::call_every`) looks at an activity counter that every handler
+//! bumps, and prints the line when no I/O happened since the last tick. The loop itself
+//! never polls with a timeout.
 //!
 //! `cargo run --example timeout_server -- [--backend select|poll|epoll|kqueue]
-//! [--period SECS] <host> <port>`
+//! [--period SECS] [--grace-ms MS] <host> <port>`
 
 mod common;
 
@@ -18,12 +18,14 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use clap::Parser;
-use rawloop::{Context, Event, Handler, Interest, Reactor, Selector, TimerId, WithSelector};
+use rawloop::{Acceptor, Context, Event, Handler, Interest, Reactor, Selector, TimerId};
 
 #[derive(Parser, Debug)]
 struct Args {
     #[command(flatten)]
     backend: common::BackendArg,
+    #[command(flatten)]
+    grace: common::GraceArg,
     /// How long without I/O counts as a timeout.
     #[arg(long, value_name = "SECS", default_value = "1", value_parser = common::parse_seconds)]
     period: Duration,
@@ -75,45 +77,36 @@ pub fn serve<S: Selector>(
     }
     let activity = Activity::default();
     let counted = activity.clone();
+    let acceptor = Acceptor::tcp(move |stream, addr, cx| {
+        log::info!("  connection from {addr}");
+        let echo = Counted {
+            inner: common::Echo::new(addr.to_string()),
+            activity: counted.clone(),
+        };
+        cx.register(stream, Interest::READABLE, echo)?;
+        Ok(())
+    });
     reactor.register(
         listener,
         Interest::READABLE,
         Counted {
-            inner: move |listener: &mut TcpListener, cx: &mut Context<'_>, _: Event| {
-                let activity = counted.clone();
-                common::accept_all(listener, cx, move |stream, addr, cx| {
-                    log::info!("  connection from {addr}");
-                    let echo = Counted {
-                        inner: common::Echo::new(addr),
-                        activity: activity.clone(),
-                    };
-                    cx.register(stream, Interest::READABLE, echo).map(drop)
-                })
-            },
+            inner: acceptor,
             activity: activity.clone(),
         },
     )?;
-    let seen = activity.events();
+    // The idle timer: compares the activity count with the one at the last tick.
     let idle = activity.clone();
-    reactor.call_after(period, move |cx| {
-        tick(cx, idle, seen, period);
+    let mut seen = activity.events();
+    reactor.context().call_every(period, move |_| {
+        let now = idle.events();
+        if now == seen {
+            println!("{IDLE_LINE}");
+            idle.idle.set(idle.idle.get() + 1);
+        }
+        seen = now;
         Ok(())
     });
     Ok(activity)
-}
-
-/// The idle timer: compares the activity count with the one at the last tick, then sets
-/// itself again.
-fn tick(cx: &mut Context<'_>, activity: Activity, seen: u64, period: Duration) {
-    let now = activity.events();
-    if now == seen {
-        println!("{IDLE_LINE}");
-        activity.idle.set(activity.idle.get() + 1);
-    }
-    cx.call_after(period, move |cx| {
-        tick(cx, activity, now, period);
-        Ok(())
-    });
 }
 
 /// A handler that counts its calls in the shared [`Activity`], then does what `inner` does.
@@ -137,45 +130,32 @@ impl<Src: 'static, H: Handler<Src>> Handler<Src> for Counted<H> {
         self.inner.timeout(source, cx, timer)
     }
 
+    fn shutdown(&mut self, source: &mut Src, cx: &mut Context<'_>) -> io::Result<()> {
+        self.inner.shutdown(source, cx)
+    }
+
     fn closed(&mut self, source: &mut Src, error: Option<&io::Error>) {
         self.inner.closed(source, error)
     }
 }
 
-struct Main(Args);
-
-impl WithSelector for Main {
-    type Output = io::Result<()>;
-    fn run<S: Selector + 'static>(self) -> io::Result<()> {
-        let args = self.0;
-        let mut reactor = Reactor::<S>::new()?;
-        let listener = TcpListener::bind((args.host.as_str(), args.port))?;
-        println!(
-            "starting up on {} port {} ({} backend)",
-            args.host,
-            listener.local_addr()?.port(),
-            S::name()
-        );
-        serve(&mut reactor, listener, args.period)?;
-        common::stop_on_signals(&mut reactor)?;
-        reactor.run()?;
-        println!("shutting down");
-        Ok(())
-    }
+fn run(args: Args) -> io::Result<()> {
+    let listener = common::listen(&args.host, args.port)?;
+    let mut reactor = Reactor::with_backend(args.backend.backend)?;
+    println!(
+        "starting up on {} port {} ({} backend)",
+        args.host,
+        listener.local_addr()?.port(),
+        reactor.backend()
+    );
+    serve(&mut reactor, listener, args.period)?;
+    reactor.shutdown_on_signals(args.grace.grace())?;
+    reactor.run()?;
+    println!("shutting down");
+    Ok(())
 }
 
 fn main() -> ExitCode {
     common::init_logging();
-    let args = Args::parse();
-    let backend = args.backend.backend;
-    match backend
-        .run(Main(args))
-        .expect("parsed backends are compiled")
-    {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("timeout_server: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit_on_error("timeout_server", run(Args::parse()))
 }

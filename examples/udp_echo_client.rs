@@ -16,7 +16,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use clap::Parser;
-use rawloop::{Context, Event, Handler, Interest, Reactor, Selector, TimerId, WithSelector};
+use rawloop::{Context, Event, Handler, Interest, Reactor, Selector, TimerId};
 
 /// The seed's message.
 pub const DEFAULT_MESSAGE: &str = "This is the message.  It will be repeated.";
@@ -49,7 +49,7 @@ pub fn run_client<S: Selector>(
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
-    let socket = UdpSocket::bind(local)?;
+    let socket = rawloop::net::bind_udp(local, &rawloop::net::UdpOptions::default())?;
     let outcome: Outcome = Rc::new(RefCell::new(None));
     let client = UdpClient {
         server,
@@ -171,37 +171,27 @@ impl Handler<UdpSocket> for UdpClient {
     }
 }
 
-struct Main(Args);
-
-impl WithSelector for Main {
-    type Output = io::Result<Vec<u8>>;
-    fn run<S: Selector + 'static>(self) -> io::Result<Vec<u8>> {
-        let args = self.0;
-        let server = common::resolve(&args.host, args.port)?;
-        let message = args
-            .message
-            .as_deref()
-            .unwrap_or(DEFAULT_MESSAGE)
-            .as_bytes();
-        println!(
-            "sending {} to {} port {} ({} backend)",
-            common::show(message),
-            args.host,
-            args.port,
-            S::name()
-        );
-        let mut reactor = Reactor::<S>::new()?;
-        run_client(&mut reactor, server, message, args.timeout)
-    }
+fn run(args: Args) -> io::Result<Vec<u8>> {
+    let server = rawloop::net::resolve(&args.host, args.port)?;
+    let message = args
+        .message
+        .as_deref()
+        .unwrap_or(DEFAULT_MESSAGE)
+        .as_bytes();
+    let mut reactor = Reactor::with_backend(args.backend.backend)?;
+    println!(
+        "sending {} to {} port {} ({} backend)",
+        common::show(message),
+        args.host,
+        args.port,
+        reactor.backend()
+    );
+    run_client(&mut reactor, server, message, args.timeout)
 }
 
 fn main() -> ExitCode {
     common::init_logging();
-    let args = Args::parse();
-    let backend = args.backend.backend;
-    let result = backend
-        .run(Main(args))
-        .expect("parsed backends are compiled");
+    let result = run(Args::parse());
     match result {
         Ok(reply) => {
             println!("received {}", common::show(&reply));

@@ -3,7 +3,7 @@
 //! (`WouldBlock`) waits in a bounded queue of datagrams, sent in order when the socket is
 //! writable; when the queue is over its bound the oldest datagram is dropped (and logged),
 //! as UDP may. Errors about one datagram (an ICMP error reported on the socket, a reply too
-//! large) are logged and do not stop the server. SIGINT or SIGTERM stops it cleanly.
+//! large) are logged and do not stop the server. SIGINT or SIGTERM stops it.
 //!
 //! `cargo run --example udp_echo_server -- [--backend select|poll|epoll|kqueue] <host> <port>`
 
@@ -15,7 +15,8 @@ use std::net::{SocketAddr, UdpSocket};
 use std::process::ExitCode;
 
 use clap::Parser;
-use rawloop::{Context, Event, Handler, Interest, Reactor, Selector, Token, WithSelector};
+use rawloop::net::{self, UdpOptions};
+use rawloop::{Context, Event, Handler, Interest, Reactor, Selector, Token};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -149,40 +150,25 @@ impl Handler<UdpSocket> for UdpEcho {
     }
 }
 
-struct Main(Args);
-
-impl WithSelector for Main {
-    type Output = io::Result<()>;
-    fn run<S: Selector + 'static>(self) -> io::Result<()> {
-        let args = self.0;
-        let mut reactor = Reactor::<S>::new()?;
-        let socket = UdpSocket::bind((args.host.as_str(), args.port))?;
-        println!(
-            "starting up on {} port {} ({} backend)",
-            args.host,
-            socket.local_addr()?.port(),
-            S::name()
-        );
-        serve(&mut reactor, socket)?;
-        common::stop_on_signals(&mut reactor)?;
-        reactor.run()?;
-        println!("shutting down");
-        Ok(())
-    }
+fn run(args: Args) -> io::Result<()> {
+    let addr = net::resolve(&args.host, args.port)?;
+    let socket = net::bind_udp(addr, &UdpOptions::default())
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot bind {addr}: {e}")))?;
+    let mut reactor = Reactor::with_backend(args.backend.backend)?;
+    println!(
+        "starting up on {} port {} ({} backend)",
+        args.host,
+        socket.local_addr()?.port(),
+        reactor.backend()
+    );
+    serve(&mut reactor, socket)?;
+    reactor.shutdown_on_signals(common::GraceArg::default().grace())?;
+    reactor.run()?;
+    println!("shutting down");
+    Ok(())
 }
 
 fn main() -> ExitCode {
     common::init_logging();
-    let args = Args::parse();
-    let backend = args.backend.backend;
-    match backend
-        .run(Main(args))
-        .expect("parsed backends are compiled")
-    {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("udp_echo_server: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit_on_error("udp_echo_server", run(Args::parse()))
 }

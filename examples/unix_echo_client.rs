@@ -9,13 +9,12 @@
 mod common;
 
 use std::io;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use rawloop::{Reactor, Selector, WithSelector};
+use rawloop::{Reactor, Selector};
 
 pub use common::Summary;
 
@@ -46,40 +45,30 @@ pub fn run_client<S: Selector>(
     message: Vec<u8>,
     timeout: Duration,
 ) -> io::Result<Summary> {
-    let stream = UnixStream::connect(path)?;
+    let stream = rawloop::net::connect_unix(path)?;
     common::check_echo(reactor, stream, "client", vec![message], timeout)
 }
 
-struct Main(Args);
-
-impl WithSelector for Main {
-    type Output = io::Result<Summary>;
-    fn run<S: Selector + 'static>(self) -> io::Result<Summary> {
-        let args = self.0;
-        let message = match (args.size, args.message) {
-            (Some(n), _) => common::pattern(n),
-            (None, Some(m)) => m.into_bytes(),
-            (None, None) => DEFAULT_MESSAGE.as_bytes().to_vec(),
-        };
-        println!(
-            "connecting to {} ({} backend)",
-            args.path.display(),
-            S::name()
-        );
-        let mut reactor = Reactor::<S>::new()?;
-        run_client(&mut reactor, &args.path, message, args.timeout)
-    }
+fn run(args: Args) -> io::Result<Summary> {
+    let message = match (args.size, args.message) {
+        (Some(n), _) => common::pattern(n),
+        (None, Some(m)) => m.into_bytes(),
+        (None, None) => DEFAULT_MESSAGE.as_bytes().to_vec(),
+    };
+    let mut reactor = Reactor::with_backend(args.backend.backend)?;
+    println!(
+        "connecting to {} ({} backend)",
+        args.path.display(),
+        reactor.backend()
+    );
+    run_client(&mut reactor, &args.path, message, args.timeout)
 }
 
 fn main() -> ExitCode {
     common::init_logging();
     let args = Args::parse();
     let sized = args.size.is_some();
-    let backend = args.backend.backend;
-    match backend
-        .run(Main(args))
-        .expect("parsed backends are compiled")
-    {
+    match run(args) {
         Ok(summary) => {
             if sized {
                 println!(

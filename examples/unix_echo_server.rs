@@ -1,28 +1,30 @@
 //! A Unix-domain stream echo server on the reactor, after PyMOTW's `socket_echo_server_uds.py`:
 //! the address is a path in the file system. A stale socket file left by an earlier run is
 //! removed at start (but not a file that is not a socket, nor the socket of a server that is
-//! still running); the socket file is removed again on a clean shutdown (SIGINT or SIGTERM).
+//! still running); the socket file is removed again at shutdown (SIGINT or SIGTERM: graceful,
+//! a second signal stops at once).
 //! Connections are echoed by the shared [`common::Echo`] handler.
 //!
-//! `cargo run --example unix_echo_server -- [--backend select|poll|epoll|kqueue] <path>`
+//! `cargo run --example unix_echo_server -- [--backend select|poll|epoll|kqueue] [--grace-ms MS] <path>`
 
 mod common;
 
-use std::cell::Cell;
 use std::io;
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::rc::Rc;
 
 use clap::Parser;
-use rawloop::{Context, Event, Interest, Reactor, Selector, Token, WithSelector};
+use rawloop::net::{self, UnixListenOptions};
+use rawloop::{Acceptor, Interest, Reactor, Selector, Token};
 
 #[derive(Parser, Debug)]
 struct Args {
     #[command(flatten)]
     backend: common::BackendArg,
+    #[command(flatten)]
+    grace: common::GraceArg,
     /// The socket's path, such as ./uds_socket.
     path: PathBuf,
 }
@@ -60,7 +62,7 @@ impl SocketFile {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        let listener = UnixListener::bind(path)?;
+        let listener = net::listen_unix(path, &UnixListenOptions::default())?;
         Ok(SocketFile {
             listener: Some(listener),
             path: path.to_path_buf(),
@@ -90,59 +92,37 @@ impl Drop for SocketFile {
 /// Registers `listener` so that every connection it accepts is echoed. Returns its token.
 pub fn serve<S: Selector>(reactor: &mut Reactor<S>, listener: UnixListener) -> io::Result<Token> {
     // Unix peers are usually unnamed, so connections are numbered for the log.
-    let count = Rc::new(Cell::new(0u64));
-    reactor.register(
-        listener,
-        Interest::READABLE,
-        move |listener: &mut UnixListener, cx: &mut Context<'_>, _: Event| {
-            common::accept_all(listener, cx, |stream, _, cx| {
-                count.set(count.get() + 1);
-                let peer = format!("connection {}", count.get());
-                log::info!("{peer}: accepted");
-                cx.register(stream, Interest::READABLE, common::Echo::new(peer))
-                    .map(drop)
-            })
-        },
-    )
+    let mut count = 0u64;
+    let acceptor = Acceptor::unix(move |stream, _, cx| {
+        count += 1;
+        let peer = format!("connection {count}");
+        log::info!("{peer}: accepted");
+        cx.register(stream, Interest::READABLE, common::Echo::new(peer))?;
+        Ok(())
+    });
+    reactor.register(listener, Interest::READABLE, acceptor)
 }
 
-struct Main(Args);
-
-impl WithSelector for Main {
-    type Output = io::Result<()>;
-    fn run<S: Selector + 'static>(self) -> io::Result<()> {
-        let args = self.0;
-        let mut reactor = Reactor::<S>::new()?;
-        let mut socket = SocketFile::bind(&args.path)?;
-        println!(
-            "starting up on {} ({} backend)",
-            args.path.display(),
-            S::name()
-        );
-        let listener = socket.take_listener().expect("just bound");
-        serve(&mut reactor, listener)?;
-        common::stop_on_signals(&mut reactor)?;
-        reactor.run()?;
-        // Close the connections and the listener before removing the file.
-        drop(reactor);
-        drop(socket);
-        println!("shutting down");
-        Ok(())
-    }
+fn run(args: Args) -> io::Result<()> {
+    let mut socket = SocketFile::bind(&args.path)?;
+    let mut reactor = Reactor::with_backend(args.backend.backend)?;
+    println!(
+        "starting up on {} ({} backend)",
+        args.path.display(),
+        reactor.backend()
+    );
+    let listener = socket.take_listener().expect("just bound");
+    serve(&mut reactor, listener)?;
+    reactor.shutdown_on_signals(args.grace.grace())?;
+    reactor.run()?;
+    // Close the connections and the listener before removing the file.
+    drop(reactor);
+    drop(socket);
+    println!("shutting down");
+    Ok(())
 }
 
 fn main() -> ExitCode {
     common::init_logging();
-    let args = Args::parse();
-    let backend = args.backend.backend;
-    match backend
-        .run(Main(args))
-        .expect("parsed backends are compiled")
-    {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("unix_echo_server: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit_on_error("unix_echo_server", run(Args::parse()))
 }

@@ -1,12 +1,17 @@
 //! Choosing a backend at run time, by name, for programs that take `--backend`.
 
 use std::fmt;
+use std::io;
+use std::os::fd::RawFd;
 use std::str::FromStr;
+use std::time::Duration;
 
-use crate::Selector;
+use crate::waker::WakeSource;
+use crate::{Events, Interest, Reactor, Selector, Token};
 
 /// One of the four backends, named as `--backend` spells it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Backend {
     /// select(2): every Unix.
     Select,
@@ -16,16 +21,6 @@ pub enum Backend {
     Epoll,
     /// kqueue(2): macOS and the BSDs, or Linux with the `libkqueue` feature.
     Kqueue,
-}
-
-/// Code to run with a selector type chosen at run time: [`Backend::run`] calls
-/// [`run`](WithSelector::run) with the backend's type, so the body is compiled once per
-/// backend and runs without dynamic dispatch.
-pub trait WithSelector {
-    /// What the code returns.
-    type Output;
-    /// Runs the code with selector type `S`.
-    fn run<S: Selector + 'static>(self) -> Self::Output;
 }
 
 impl Backend {
@@ -76,21 +71,6 @@ impl Backend {
             Backend::Kqueue
         }
     }
-
-    /// Runs `job` with this backend's selector type, or returns `None` when the backend is
-    /// not compiled in this build.
-    pub fn run<J: WithSelector>(self, job: J) -> Option<J::Output> {
-        match self {
-            Backend::Select => Some(job.run::<crate::Select>()),
-            Backend::Poll => Some(job.run::<crate::Poll>()),
-            #[cfg(rawloop_epoll)]
-            Backend::Epoll => Some(job.run::<crate::Epoll>()),
-            #[cfg(rawloop_kqueue)]
-            Backend::Kqueue => Some(job.run::<crate::Kqueue>()),
-            #[allow(unreachable_patterns)]
-            _ => None,
-        }
-    }
 }
 
 impl Default for Backend {
@@ -132,5 +112,123 @@ impl FromStr for Backend {
             .into_iter()
             .find(|b| b.name() == s && b.is_compiled())
             .ok_or_else(|| UnknownBackend(s.to_string()))
+    }
+}
+
+/// A selector whose backend is chosen at run time: any backend compiled in this build,
+/// behind one type. `Reactor<AnySelector>` is what a program that takes `--backend` uses;
+/// a program that knows its backend at build time names it (`Reactor<Epoll>`) or takes
+/// [`DefaultSelector`](crate::DefaultSelector).
+///
+/// ```
+/// use rawloop::{AnySelector, Backend, Reactor};
+///
+/// let backend: Backend = "poll".parse()?;
+/// let reactor = Reactor::with_backend(backend)?;
+/// assert_eq!(reactor.backend(), "poll");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AnySelector {
+    /// select(2).
+    Select(crate::Select),
+    /// poll(2).
+    Poll(crate::Poll),
+    /// epoll(7).
+    #[cfg(rawloop_epoll)]
+    Epoll(crate::Epoll),
+    /// kqueue(2).
+    #[cfg(rawloop_kqueue)]
+    Kqueue(crate::Kqueue),
+}
+
+/// Runs `$body` with `$s` bound to the selector inside `$any`.
+macro_rules! each {
+    ($any:expr, $s:ident => $body:expr) => {
+        match $any {
+            AnySelector::Select($s) => $body,
+            AnySelector::Poll($s) => $body,
+            #[cfg(rawloop_epoll)]
+            AnySelector::Epoll($s) => $body,
+            #[cfg(rawloop_kqueue)]
+            AnySelector::Kqueue($s) => $body,
+        }
+    };
+}
+
+impl AnySelector {
+    /// A new selector of `backend`; fails with [`io::ErrorKind::Unsupported`] for a backend
+    /// this build does not have.
+    pub fn with_backend(backend: Backend) -> io::Result<AnySelector> {
+        Ok(match backend {
+            Backend::Select => AnySelector::Select(crate::Select::new()?),
+            Backend::Poll => AnySelector::Poll(crate::Poll::new()?),
+            #[cfg(rawloop_epoll)]
+            Backend::Epoll => AnySelector::Epoll(crate::Epoll::new()?),
+            #[cfg(rawloop_kqueue)]
+            Backend::Kqueue => AnySelector::Kqueue(crate::Kqueue::new()?),
+            #[allow(unreachable_patterns)]
+            other => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!("the {other} backend is not compiled in this build"),
+                ))
+            }
+        })
+    }
+
+    /// Which backend this is.
+    pub fn backend(&self) -> Backend {
+        match self {
+            AnySelector::Select(_) => Backend::Select,
+            AnySelector::Poll(_) => Backend::Poll,
+            #[cfg(rawloop_epoll)]
+            AnySelector::Epoll(_) => Backend::Epoll,
+            #[cfg(rawloop_kqueue)]
+            AnySelector::Kqueue(_) => Backend::Kqueue,
+        }
+    }
+}
+
+impl Selector for AnySelector {
+    fn name(&self) -> &'static str {
+        self.backend().name()
+    }
+
+    /// A selector of the build's default backend.
+    fn new() -> io::Result<AnySelector> {
+        AnySelector::with_backend(Backend::default_for_build())
+    }
+
+    fn register(&mut self, fd: RawFd, token: Token, interest: Interest) -> io::Result<()> {
+        each!(self, s => s.register(fd, token, interest))
+    }
+
+    fn reregister(&mut self, fd: RawFd, token: Token, interest: Interest) -> io::Result<()> {
+        each!(self, s => s.reregister(fd, token, interest))
+    }
+
+    fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
+        each!(self, s => s.deregister(fd))
+    }
+
+    fn select(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
+        each!(self, s => s.select(events, timeout))
+    }
+
+    fn new_waker(&mut self, token: Token) -> io::Result<WakeSource> {
+        each!(self, s => s.new_waker(token))
+    }
+
+    fn readiness_fd(&self) -> Option<RawFd> {
+        each!(self, s => s.readiness_fd())
+    }
+}
+
+impl Reactor<AnySelector> {
+    /// A reactor on the backend chosen at run time, e.g. parsed from `--backend`.
+    pub fn with_backend(backend: Backend) -> io::Result<Reactor<AnySelector>> {
+        Reactor::with_selector(AnySelector::with_backend(backend)?)
     }
 }

@@ -7,6 +7,8 @@
 
 use std::io::{self, Write};
 
+use crate::Interest;
+
 /// Bytes accepted for sending that the socket has not taken yet, up to a soft limit.
 #[derive(Debug)]
 pub struct OutBuf {
@@ -40,6 +42,20 @@ impl OutBuf {
     /// stop producing output) until [`flush_to`](OutBuf::flush_to) drains some.
     pub fn is_full(&self) -> bool {
         self.len() >= self.limit
+    }
+
+    /// The interest of a connection that sends through this buffer: writable while bytes
+    /// wait, readable while it is still `reading` and the buffer has room. Empty when it
+    /// wants neither: it has stopped reading and sent everything, so it is done.
+    pub fn interest(&self, reading: bool) -> Interest {
+        let mut interest = Interest::empty();
+        if reading && !self.is_full() {
+            interest |= Interest::READABLE;
+        }
+        if !self.is_empty() {
+            interest |= Interest::WRITABLE;
+        }
+        interest
     }
 
     /// Sends `bytes` after whatever is waiting: straight to `w` when nothing is, keeping the

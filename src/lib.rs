@@ -29,12 +29,18 @@
 //! ```
 #![warn(missing_docs)]
 
+mod acceptor;
 mod backend;
 pub mod buffer;
+mod context;
+mod handler;
 pub mod net;
 pub mod protocol;
 mod reactor;
+mod remote;
 mod selector;
+mod signals;
+mod sys;
 mod timers;
 mod waker;
 
@@ -55,9 +61,15 @@ mod kqueue;
 #[cfg(rawloop_libkqueue)]
 mod libkqueue;
 
-pub use backend::{Backend, UnknownBackend, WithSelector};
-pub use reactor::{Context, Handler, Reactor, Stats, READ_BUFFER_SIZE};
+pub use acceptor::{AcceptFailure, AcceptOptions, Acceptor};
+pub use backend::{AnySelector, Backend, UnknownBackend};
+pub use context::Context;
+pub use handler::{Handler, Panicked};
+pub use nix::sys::signal::Signal;
+pub use reactor::{Reactor, Stats, READ_BUFFER_SIZE};
+pub use remote::Remote;
 pub use selector::{Event, Events, Interest, Readiness, Selector, Token};
+pub use signals::SignalSource;
 pub use timers::TimerId;
 pub use waker::{WakeSource, Waker};
 

@@ -1,117 +1,68 @@
-//! The reactor: registered sources with their handlers, timers, a waker, and the loop that
-//! runs them.
+//! The reactor: registered sources with their handlers, timers, signals, work posted from
+//! other threads, and the loop that runs them.
 //!
 //! Each registration owns its source (a socket, a pipe, anything with a raw fd) and a
 //! [`Handler`]: a closure (callback style) or a value with state (state-machine style). The
-//! slab key of the registration is its [`Token`].
+//! slab key of the registration is the low part of its [`Token`].
 //!
 //! One round of the loop ([`Reactor::run_once`]) waits for readiness or the next timer,
-//! calls the handler of every ready source, then fires expired timers. A handler that returns
-//! an error has its source closed and the error logged; the loop goes on with the others.
-//! A registration closed during a round keeps its slab slot until the round ends, so a later
-//! event of that round for the old token is dropped rather than delivered to a newcomer that
-//! reused the slot or the fd number.
+//! calls the handler of every ready source, then fires the timers that are due. A handler
+//! that returns an error, or panics, has its source closed and the error logged; the loop
+//! goes on with the others. A registration closed during a round keeps its slab slot until
+//! the round ends, so a later event of that round for the old token is dropped rather than
+//! delivered to a newcomer that reused the slot or the fd number.
+//!
+//! # Threads
+//!
+//! A `Reactor` lives on the thread that made it: handlers are not `Send` (they may hold
+//! `Rc`s), so neither is the reactor. What crosses threads is the [`Waker`] (wake or stop
+//! the loop) and the [`Remote`] (post a `Send` closure to run inside the loop); both are
+//! `Send + Sync + Clone`. To use every core, run one reactor per thread.
+//!
+//! # Blocking mode
+//!
+//! The reactor never changes an fd's blocking mode: a source must already be non-blocking
+//! when it is registered, or a handler's read may stall the whole loop. Every socket
+//! [`net`](crate::net) makes is non-blocking; for an fd made elsewhere (stdin, a pipe, a std
+//! socket) call [`net::set_nonblocking`](crate::net::set_nonblocking) first, knowing that
+//! for a terminal or a pipe shared with other processes that changes it for them too.
 
+use std::any::Any;
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
 use slab::Slab;
 
-use crate::selector::{syscall, Event, Events, Interest, Selector, Token};
-use crate::timers::{TimerId, Timers};
+use crate::handler::{catch, Panicked, Registered};
+use crate::remote::{Job, PostQueue};
+use crate::selector::{Event, Events, Interest, Selector, Token};
+use crate::signals::SignalSource;
+use crate::timers::{Fired, TimerId, Timers};
 use crate::waker::{WakeSource, Waker};
-use crate::DefaultSelector;
+use crate::{Context, DefaultSelector, Handler, Remote};
 
-/// A token holds the slab key in its low bits and the registration's generation above them,
+/// A token holds the slab key in its low bits and the registration's serial above them,
 /// so a token kept after its registration closed never names a newcomer in the same slot.
 const KEY_BITS: u32 = if usize::BITS >= 64 { 32 } else { 24 };
-const KEY_MASK: usize = (1 << KEY_BITS) - 1;
+pub(crate) const KEY_MASK: usize = (1 << KEY_BITS) - 1;
 
 /// The size of the read buffer handlers borrow with [`Context::read_buffer`].
 pub const READ_BUFFER_SIZE: usize = 64 * 1024;
 
-/// The waker's token; its key part, `KEY_MASK`, is one no registration gets.
+/// The waker's token and the signal source's; their key parts are ones no registration gets.
 const WAKER: Token = Token(usize::MAX);
+const SIGNALS: Token = Token(usize::MAX - 1);
 
-fn token_of(key: usize, serial: u64) -> Token {
+pub(crate) fn token_of(key: usize, serial: u32) -> Token {
     Token(key | ((serial as usize) << KEY_BITS))
 }
 
-/// What a reactor runs for a registered source of type `Src`.
-///
-/// Closures `FnMut(&mut Src, &mut Context<'_>, Event) -> io::Result<()>` are handlers (only
-/// [`ready`](Handler::ready)); implement the trait on a type for a state machine that also
-/// takes timers and hears when it is closed.
-pub trait Handler<Src>: 'static {
-    /// The source is ready as `event` says. Level-triggered: if the handler leaves data
-    /// unread, it is called again in the next round.
-    fn ready(&mut self, source: &mut Src, cx: &mut Context<'_>, event: Event) -> io::Result<()>;
-
-    /// The registration was just made; `cx` is its own context (set timers, change
-    /// interest). An error undoes the registration and is returned by `register`.
-    fn registered(&mut self, source: &mut Src, cx: &mut Context<'_>) -> io::Result<()> {
-        let _ = (source, cx);
-        Ok(())
-    }
-
-    /// A timer set with [`Context::set_timer`] from this registration fired.
-    fn timeout(
-        &mut self,
-        source: &mut Src,
-        cx: &mut Context<'_>,
-        timer: TimerId,
-    ) -> io::Result<()> {
-        let _ = (source, cx, timer);
-        Ok(())
-    }
-
-    /// The registration ends: closed by a handler, by an error (given as `error`), or by the
-    /// reactor being dropped. The source is dropped (and its fd closed) right after.
-    fn closed(&mut self, source: &mut Src, error: Option<&io::Error>) {
-        let _ = (source, error);
-    }
-}
-
-impl<Src, F> Handler<Src> for F
-where
-    F: FnMut(&mut Src, &mut Context<'_>, Event) -> io::Result<()> + 'static,
-{
-    fn ready(&mut self, source: &mut Src, cx: &mut Context<'_>, event: Event) -> io::Result<()> {
-        self(source, cx, event)
-    }
-}
-
-/// A source bound to its handler, with the source's type erased.
-trait Registered {
-    fn registered(&mut self, cx: &mut Context<'_>) -> io::Result<()>;
-    fn ready(&mut self, cx: &mut Context<'_>, event: Event) -> io::Result<()>;
-    fn timeout(&mut self, cx: &mut Context<'_>, timer: TimerId) -> io::Result<()>;
-    fn closed(&mut self, error: Option<&io::Error>);
-}
-
-struct Bound<Src, H> {
-    source: Src,
-    handler: H,
-}
-
-impl<Src: AsRawFd + 'static, H: Handler<Src>> Registered for Bound<Src, H> {
-    fn registered(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        self.handler.registered(&mut self.source, cx)
-    }
-    fn ready(&mut self, cx: &mut Context<'_>, event: Event) -> io::Result<()> {
-        self.handler.ready(&mut self.source, cx, event)
-    }
-    fn timeout(&mut self, cx: &mut Context<'_>, timer: TimerId) -> io::Result<()> {
-        self.handler.timeout(&mut self.source, cx, timer)
-    }
-    fn closed(&mut self, error: Option<&io::Error>) {
-        self.handler.closed(&mut self.source, error)
-    }
-}
-
-enum State {
+pub(crate) enum State {
     /// Waiting for events.
     Idle(Box<dyn Registered>),
     /// Its handler is running; the box is on the dispatcher's stack.
@@ -120,44 +71,70 @@ enum State {
     Closed,
 }
 
-struct Slot {
-    fd: RawFd,
-    interest: Interest,
-    /// Distinguishes this registration from earlier ones in the same slot, for timers.
-    serial: u64,
-    state: State,
-    /// Set when the handler asks, while running, for its own registration to be closed.
-    close_requested: bool,
+pub(crate) struct Slot {
+    pub(crate) fd: RawFd,
+    /// Distinguishes this registration from earlier ones in the same slot.
+    pub(crate) serial: u32,
+    pub(crate) interest: Interest,
+    /// While a connect is in progress: the interest to take once it has ended.
+    pub(crate) connecting: Option<Interest>,
+    /// Set when a handler asks, while this registration's handler runs, for it to close.
+    pub(crate) close_requested: bool,
+    pub(crate) state: State,
 }
 
-/// A callback timer: runs once with a context that has no current registration.
-type TimerCallback = Box<dyn FnOnce(&mut Context<'_>) -> io::Result<()>>;
+/// A timer callback; one-shot callbacks are wrapped to run once.
+pub(crate) type Callback = Box<dyn FnMut(&mut Context<'_>) -> io::Result<()>>;
 
-enum TimerTarget {
-    Handler { key: usize, serial: u64 },
-    Callback(TimerCallback),
+/// What a signal runs.
+pub(crate) type SignalHandler = Box<dyn FnMut(&mut Context<'_>, Signal) -> io::Result<()>>;
+
+pub(crate) enum TimerTarget {
+    /// Calls the owning registration's [`Handler::timeout`].
+    Handler,
+    Callback(Callback),
+    /// A periodic callback taken out while it runs.
+    Running,
+}
+
+/// Where a graceful shutdown stands.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Shutdown {
+    No,
+    /// Asked for this round; begins when the round ends.
+    Requested(Duration),
+    /// Registrations are finishing; `cut` closes what is left when the grace period ends.
+    Draining {
+        cut: TimerId,
+    },
 }
 
 /// Everything but the selector: kept apart so that a [`Context`] can borrow both.
-struct Core {
-    slots: Slab<Slot>,
-    timers: Timers<TimerTarget>,
+pub(crate) struct Core {
+    pub(crate) slots: Slab<Slot>,
+    pub(crate) timers: Timers<TimerTarget>,
     /// Slots closed this round, freed when it ends.
-    closed: Vec<usize>,
-    next_serial: u64,
-    stop: bool,
-    stats: Stats,
+    pub(crate) closed: Vec<usize>,
+    pub(crate) next_serial: u32,
+    pub(crate) stop: bool,
+    pub(crate) shutdown: Shutdown,
+    pub(crate) stats: Stats,
     /// Lent to handlers for their reads; allocated at the first use.
-    read_buffer: Vec<u8>,
+    pub(crate) read_buffer: Vec<u8>,
+    pub(crate) signals: Option<SignalSource>,
+    pub(crate) signal_handlers: Vec<(Signal, SignalHandler)>,
+    pub(crate) posted: Arc<PostQueue>,
+    pub(crate) data: Option<Box<dyn Any>>,
 }
 
 /// Counters of what a reactor has done since it was made, for measuring (e.g. how many
 /// waits each message costs).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stats {
     /// Rounds run, each one wait in the selector.
     pub rounds: u64,
-    /// Events the selector reported (the waker's included).
+    /// Events the selector reported (the waker's and the signals' included).
     pub events: u64,
     /// Handler calls for readiness.
     pub dispatched: u64,
@@ -167,9 +144,17 @@ pub struct Stats {
     pub registered: u64,
     /// Registrations closed.
     pub closed: u64,
-    /// Registrations closed because their handler returned an error (counted in `closed`
-    /// too); each error is also logged.
+    /// Registrations closed because their handler returned an error or panicked (counted in
+    /// `closed` too); each is also logged.
     pub handler_errors: u64,
+    /// Of `handler_errors`, the panics.
+    pub handler_panics: u64,
+    /// Closures posted through a [`Remote`] that ran.
+    pub posted: u64,
+    /// Signals handled.
+    pub signals: u64,
+    /// Registrations still open when a graceful shutdown's grace period ended, closed then.
+    pub cut_at_shutdown: u64,
 }
 
 /// An event loop over selector `S` (the build's [`DefaultSelector`] unless named).
@@ -180,7 +165,7 @@ pub struct Stats {
 /// use rawloop::{Context, Event, Interest, Reactor};
 ///
 /// let mut reactor: Reactor = Reactor::new()?;
-/// let (ours, mut theirs) = UnixStream::pair()?;
+/// let (ours, mut theirs) = rawloop::net::socketpair()?;
 /// reactor.register(ours, Interest::READABLE, |s: &mut UnixStream, cx: &mut Context<'_>, _: Event| {
 ///     let mut buf = [0u8; 64];
 ///     let n = s.read(&mut buf)?;
@@ -190,6 +175,7 @@ pub struct Stats {
 /// })?;
 /// theirs.write_all(b"hello")?;
 /// reactor.run_once(None)?;
+/// rawloop::net::set_nonblocking(&theirs, false)?;
 /// let mut echoed = [0u8; 5];
 /// theirs.read_exact(&mut echoed)?;
 /// assert_eq!(&echoed, b"hello");
@@ -202,14 +188,10 @@ pub struct Reactor<S: Selector = DefaultSelector> {
     events: Events,
     core: Core,
     waker: WakeSource,
-}
-
-/// What a handler can do to the reactor while it runs: register sources, change or close
-/// registrations, set timers, stop the loop.
-pub struct Context<'a> {
-    selector: &'a mut dyn Selector,
-    core: &'a mut Core,
-    current: Option<usize>,
+    /// The batch of posted jobs being run; kept to reuse its allocation.
+    batch: VecDeque<Job>,
+    /// The signals of the current round.
+    arrived: Vec<Signal>,
 }
 
 impl<S: Selector> Reactor<S> {
@@ -230,19 +212,29 @@ impl<S: Selector> Reactor<S> {
                 closed: Vec::new(),
                 next_serial: 0,
                 stop: false,
+                shutdown: Shutdown::No,
                 stats: Stats::default(),
                 read_buffer: Vec::new(),
+                signals: None,
+                signal_handlers: Vec::new(),
+                posted: Arc::new(PostQueue::new()),
+                data: None,
             },
             waker,
+            batch: VecDeque::new(),
+            arrived: Vec::new(),
         })
     }
 
     /// The selector's backend name.
     pub fn backend(&self) -> &'static str {
-        S::name()
+        self.selector.name()
     }
 
-    fn context(&mut self) -> Context<'_> {
+    /// The context handlers get, here outside any handler: everything a handler can do to
+    /// the reactor ([`Context::register`], timers, signals, shutdown, …) is reachable
+    /// through it. Methods about "the running handler's own registration" fail or do nothing.
+    pub fn context(&mut self) -> Context<'_> {
         Context {
             selector: &mut self.selector,
             core: &mut self.core,
@@ -264,16 +256,18 @@ impl<S: Selector> Reactor<S> {
         self.context().register(source, interest, handler)
     }
 
-    /// Changes a registration's interest; see [`Context::set_interest_of`].
-    pub fn set_interest_of(&mut self, token: Token, interest: Interest) -> io::Result<()> {
-        self.context().set_interest_of(token, interest)
-    }
-
     /// Closes a registration; see [`Context::close_token`].
     pub fn close_token(&mut self, token: Token) -> bool {
         let closed = self.context().close_token(token);
         self.core.free_closed();
         closed
+    }
+
+    /// Takes a registration's source back out; see [`Context::deregister`].
+    pub fn deregister<Src: 'static>(&mut self, token: Token) -> io::Result<Src> {
+        let source = self.context().deregister(token);
+        self.core.free_closed();
+        source
     }
 
     /// Runs `callback` once, `delay` from now; see [`Context::call_after`].
@@ -289,14 +283,84 @@ impl<S: Selector> Reactor<S> {
         self.context().cancel_timer(timer)
     }
 
+    /// Runs `handler` in the loop each time `signal` arrives; see [`Context::on_signal`].
+    pub fn on_signal<F>(&mut self, signal: Signal, handler: F) -> io::Result<()>
+    where
+        F: FnMut(&mut Context<'_>, Signal) -> io::Result<()> + 'static,
+    {
+        self.context().on_signal(signal, handler)
+    }
+
+    /// The usual way for a server to stop: the first SIGINT or SIGTERM begins a graceful
+    /// shutdown with `grace` ([`Context::shutdown`]), a second one stops the loop at once.
+    pub fn shutdown_on_signals(&mut self, grace: Duration) -> io::Result<()> {
+        for signal in [Signal::SIGINT, Signal::SIGTERM] {
+            self.on_signal(signal, move |cx, signal| {
+                if cx.is_shutting_down() {
+                    log::warn!(
+                        "{signal} again: stopping now, {} registrations cut",
+                        cx.registrations()
+                    );
+                    cx.stop();
+                } else {
+                    log::info!(
+                        "{signal}: shutting down, {} registrations have {grace:?} to finish",
+                        cx.registrations()
+                    );
+                    cx.shutdown(grace);
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Begins a graceful shutdown; see [`Context::shutdown`].
+    pub fn shutdown(&mut self, grace: Duration) {
+        self.context().shutdown(grace)
+    }
+
+    /// Makes `data` the reactor's shared state, reachable from every handler through
+    /// [`Context::data`]; returns the state it replaces, if it had the same type.
+    pub fn set_data<T: 'static>(&mut self, data: T) -> Option<T> {
+        let old = self.core.data.replace(Box::new(data))?;
+        old.downcast().ok().map(|b| *b)
+    }
+
+    /// The shared state set with [`set_data`](Reactor::set_data), if it is a `T`.
+    pub fn data<T: 'static>(&mut self) -> Option<&mut T> {
+        self.core.data.as_mut()?.downcast_mut()
+    }
+
     /// A handle that wakes or stops this reactor from any thread.
     pub fn waker(&self) -> Waker {
         self.waker.waker()
     }
 
+    /// A handle that posts closures to this reactor from any thread.
+    pub fn remote(&self) -> Remote {
+        Remote {
+            queue: self.core.posted.clone(),
+            waker: self.waker.waker(),
+        }
+    }
+
     /// Makes [`run`](Reactor::run) return after the current round.
     pub fn stop(&mut self) {
         self.core.stop = true;
+    }
+
+    /// Whether a stop was asked for ([`Context::stop`], [`Reactor::stop`], [`Waker::stop`],
+    /// or the end of a graceful shutdown) and not yet consumed by [`run`](Reactor::run)
+    /// returning. A host that drives [`run_once`](Reactor::run_once) itself checks this after
+    /// each round.
+    pub fn stop_requested(&self) -> bool {
+        self.core.stop
+    }
+
+    /// Whether a graceful shutdown is under way.
+    pub fn is_shutting_down(&self) -> bool {
+        self.core.shutdown != Shutdown::No
     }
 
     /// How many sources are registered.
@@ -319,19 +383,44 @@ impl<S: Selector> Reactor<S> {
         self.core.timers.len()
     }
 
-    /// Runs rounds until a handler calls [`Context::stop`], [`Reactor::stop`] is called, or
-    /// a [`Waker::stop`] arrives. Returns early only on an error of the selector itself.
+    /// The fd of the kernel object this reactor waits on, for a host loop that nests the
+    /// reactor: the fd is readable whenever a round has something to do (a ready source, a
+    /// wake-up, a signal, posted work). `None` for select and poll, which wait on no fd of
+    /// their own, and for kqueue on libkqueue, whose fd cannot be watched.
+    ///
+    /// The host watches this fd and [`next_deadline`](Reactor::next_deadline), and calls
+    /// `run_once(Some(Duration::ZERO))` when either says so: that runs the reactor
+    /// completely. Level-triggered: a round that left work (a handler that did not drain its
+    /// socket) leaves the fd readable.
+    pub fn readiness_fd(&self) -> Option<BorrowedFd<'_>> {
+        let fd = self.selector.readiness_fd()?;
+        // SAFETY: the fd belongs to the selector, which lives as long as the borrow of self.
+        Some(unsafe { BorrowedFd::borrow_raw(fd) })
+    }
+
+    /// When the earliest pending timer is due; a host that nests the reactor calls
+    /// [`run_once`](Reactor::run_once) by then.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.core.timers.next_deadline()
+    }
+
+    /// Runs rounds until a handler calls [`Context::stop`], [`Reactor::stop`] is called, a
+    /// [`Waker::stop`] arrives, or a graceful shutdown completes. Returns early only on an
+    /// error of the selector itself.
     pub fn run(&mut self) -> io::Result<()> {
         while !self.core.stop {
             self.run_once(None)?;
         }
         self.core.stop = false;
+        if self.core.slots.is_empty() {
+            self.core.shutdown = Shutdown::No;
+        }
         Ok(())
     }
 
     /// Runs one round: waits for readiness at most `timeout` (less if a timer is due
-    /// sooner), runs the handlers of the ready sources, then the expired timers. Returns how
-    /// many handlers and timers ran. For embedding in another program's loop.
+    /// sooner), runs the handlers of the ready sources, posted closures and signal handlers,
+    /// then the timers that are due. Returns how many handlers, closures and timers ran.
     pub fn run_once(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
         let timeout = match self.core.timers.next_deadline() {
             Some(deadline) => {
@@ -344,40 +433,49 @@ impl<S: Selector> Reactor<S> {
         self.core.stats.rounds += 1;
         self.core.stats.events += self.events.len() as u64;
         let mut ran = 0;
+        let mut dispatched = 0;
         for event in self.events.iter() {
-            if event.token() == WAKER {
-                if self.waker.reset()? {
-                    self.core.stop = true;
-                }
-                continue;
-            }
-            let Some(key) = self.core.live_key(event.token()) else {
-                continue;
-            };
             let mut cx = Context {
                 selector: &mut self.selector,
                 core: &mut self.core,
                 current: None,
             };
-            if cx.dispatch(key, |reg, cx| reg.ready(cx, *event)) {
-                ran += 1;
+            match event.token() {
+                WAKER => {
+                    if self.waker.reset()? {
+                        cx.core.stop = true;
+                    }
+                    ran += cx.run_posted(&mut self.batch);
+                }
+                SIGNALS => ran += cx.run_signals(&mut self.arrived),
+                token => {
+                    if let Some(key) = cx.core.live_key(token) {
+                        if cx.ready(key, *event) {
+                            dispatched += 1;
+                        }
+                    }
+                }
             }
         }
-        self.core.stats.dispatched += ran as u64;
-        let fired = self.context().fire_timers(Instant::now());
-        self.core.stats.timers_fired += fired as u64;
-        self.core.free_closed();
-        ran += fired;
-        Ok(ran)
+        self.core.stats.dispatched += dispatched as u64;
+        let mut cx = self.context();
+        let fired = cx.fire_timers(Instant::now());
+        cx.core.stats.timers_fired += fired as u64;
+        cx.end_round();
+        Ok(ran + dispatched + fired)
     }
 }
 
 impl<S: Selector> Drop for Reactor<S> {
     fn drop(&mut self) {
+        self.core.posted.close();
         let keys: Vec<usize> = self.core.slots.iter().map(|(key, _)| key).collect();
         let mut cx = self.context();
         for key in keys {
             cx.close_key(key);
+        }
+        if let Some(signals) = self.core.signals.take() {
+            let _ = self.selector.deregister(signals.fd());
         }
     }
 }
@@ -385,7 +483,7 @@ impl<S: Selector> Drop for Reactor<S> {
 impl<S: Selector> fmt::Debug for Reactor<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Reactor")
-            .field("backend", &S::name())
+            .field("backend", &self.selector.name())
             .field("sources", &self.core.slots.len())
             .field("timers", &self.core.timers.len())
             .finish()
@@ -394,14 +492,14 @@ impl<S: Selector> fmt::Debug for Reactor<S> {
 
 impl Core {
     /// The slab key of the open registration `token` names, if it is still open.
-    fn live_key(&self, token: Token) -> Option<usize> {
+    pub(crate) fn live_key(&self, token: Token) -> Option<usize> {
         let key = token.0 & KEY_MASK;
         let slot = self.slots.get(key)?;
         let open = !matches!(slot.state, State::Closed);
         (open && token_of(key, slot.serial) == token).then_some(key)
     }
 
-    fn free_closed(&mut self) {
+    pub(crate) fn free_closed(&mut self) {
         for key in self.closed.drain(..) {
             self.slots.remove(key);
         }
@@ -409,210 +507,30 @@ impl Core {
 }
 
 impl Context<'_> {
-    /// The token of the registration whose handler is running, or `None` in a
-    /// [`call_after`](Context::call_after) callback.
-    pub fn token(&self) -> Option<Token> {
-        self.current
-            .map(|key| token_of(key, self.core.slots[key].serial))
-    }
-
-    /// Registers `source` with `interest` and `handler`, and returns its token. The token
-    /// names this registration only: once it closes, the token names nothing, even when a
-    /// new registration takes the same slot.
-    ///
-    /// An empty `interest` registers the source paused (see [`set_interest`](Context::set_interest)).
-    /// The reactor owns the source from now on and puts it in non-blocking mode; closing
-    /// the registration deregisters it, then drops it, which closes the fd. Takes effect
-    /// at once: the source can be reported in the next round.
-    pub fn register<Src, H>(
-        &mut self,
-        source: Src,
-        interest: Interest,
-        handler: H,
-    ) -> io::Result<Token>
-    where
-        Src: AsRawFd + 'static,
-        H: Handler<Src>,
-    {
-        let fd = source.as_raw_fd();
-        set_nonblocking(fd)?;
-        let entry = self.core.slots.vacant_entry();
-        let key = entry.key();
-        if key >= KEY_MASK {
-            return Err(io::Error::new(
-                io::ErrorKind::OutOfMemory,
-                format!("a reactor holds at most {KEY_MASK} registrations"),
-            ));
-        }
-        let serial = self.core.next_serial + 1;
-        let token = token_of(key, serial);
-        if !interest.is_empty() {
-            self.selector.register(fd, token, interest)?;
-        }
-        self.core.next_serial = serial;
-        self.core.stats.registered += 1;
-        entry.insert(Slot {
-            fd,
-            interest,
-            serial,
-            state: State::Running,
-            close_requested: false,
-        });
-        let mut reg: Box<dyn Registered> = Box::new(Bound { source, handler });
-        let saved = self.current.replace(key);
-        let result = reg.registered(self);
-        self.current = saved;
-        match result {
-            Ok(()) if self.core.slots[key].close_requested => {
-                self.finish(key, reg, None);
-                Ok(token)
+    /// Dispatches a readiness event to registration `key`; for a connecting socket, the
+    /// event ends the connect and the handler hears of it through `connected` instead.
+    fn ready(&mut self, key: usize, event: Event) -> bool {
+        let slot = &self.core.slots[key];
+        let Some(then) = slot.connecting else {
+            return self.dispatch(key, |reg, cx| reg.ready(cx, event));
+        };
+        let Some(result) = connect_outcome(slot.fd, event) else {
+            return false;
+        };
+        self.dispatch(key, |reg, cx| {
+            cx.core.slots[key].connecting = None;
+            let result = result.and_then(|()| cx.set_interest(then));
+            if result.is_err() {
+                cx.close();
             }
-            Ok(()) => {
-                self.core.slots[key].state = State::Idle(reg);
-                Ok(token)
-            }
-            Err(e) => {
-                // Timers it set are dropped when due: the slot's serial will not match.
-                let interest = self.core.slots.remove(key).interest;
-                if !interest.is_empty() {
-                    let _ = self.selector.deregister(fd);
-                }
-                Err(e)
-            }
-        }
-    }
-
-    /// A buffer of [`READ_BUFFER_SIZE`] bytes to read into, shared by every handler of this
-    /// reactor: a connection needs no read buffer of its own, so thousands of idle
-    /// connections hold none. Its contents are unspecified when lent; copy out what must
-    /// outlive the handler call.
-    pub fn read_buffer(&mut self) -> &mut [u8] {
-        if self.core.read_buffer.is_empty() {
-            self.core.read_buffer = vec![0; READ_BUFFER_SIZE];
-        }
-        &mut self.core.read_buffer
-    }
-
-    /// The current interest of the running handler's registration.
-    pub fn interest(&self) -> Option<Interest> {
-        let key = self.current?;
-        self.core.slots.get(key).map(|slot| slot.interest)
-    }
-
-    /// Changes the running handler's own interest (no syscall if it is unchanged). An empty
-    /// interest pauses the registration: the fd leaves the selector until a non-empty
-    /// interest is set again.
-    pub fn set_interest(&mut self, interest: Interest) -> io::Result<()> {
-        let key = self.current.ok_or_else(no_registration)?;
-        self.set_interest_of_key(key, interest)
-    }
-
-    /// Changes any registration's interest (no syscall if it is unchanged).
-    pub fn set_interest_of(&mut self, token: Token, interest: Interest) -> io::Result<()> {
-        let key = self
-            .core
-            .live_key(token)
-            .ok_or_else(|| unknown_token(token))?;
-        self.set_interest_of_key(key, interest)
-    }
-
-    fn set_interest_of_key(&mut self, key: usize, interest: Interest) -> io::Result<()> {
-        let slot = &mut self.core.slots[key];
-        let token = token_of(key, slot.serial);
-        if slot.interest != interest {
-            match (slot.interest.is_empty(), interest.is_empty()) {
-                (false, false) => self.selector.reregister(slot.fd, token, interest)?,
-                (false, true) => self.selector.deregister(slot.fd)?,
-                (true, false) => self.selector.register(slot.fd, token, interest)?,
-                (true, true) => {}
-            }
-            slot.interest = interest;
-        }
-        Ok(())
-    }
-
-    /// Closes the running handler's own registration when the handler returns.
-    pub fn close(&mut self) {
-        if let Some(slot) = self.current.and_then(|key| self.core.slots.get_mut(key)) {
-            slot.close_requested = true;
-        }
-    }
-
-    /// Closes a registration: deregisters its fd, tells its handler, drops its source.
-    /// The running handler's own registration closes when the handler returns. Returns
-    /// whether the token named an open registration.
-    pub fn close_token(&mut self, token: Token) -> bool {
-        match self.core.live_key(token) {
-            Some(key) => self.close_key(key),
-            None => false,
-        }
-    }
-
-    fn close_key(&mut self, key: usize) -> bool {
-        let slot = &mut self.core.slots[key];
-        match std::mem::replace(&mut slot.state, State::Closed) {
-            State::Idle(reg) => {
-                self.finish(key, reg, None);
-                true
-            }
-            State::Running => {
-                slot.state = State::Running;
-                slot.close_requested = true;
-                true
-            }
-            State::Closed => false,
-        }
-    }
-
-    /// Calls this registration's [`Handler::timeout`] once, `delay` from now.
-    pub fn set_timer(&mut self, delay: Duration) -> io::Result<TimerId> {
-        let key = self.current.ok_or_else(no_registration)?;
-        Ok(self.timer_for_key(key, delay))
-    }
-
-    /// Calls the [`Handler::timeout`] of registration `token` once, `delay` from now (for
-    /// example a deadline set by the handler that accepted it). The timer is dropped if the
-    /// registration closes first.
-    pub fn set_timer_of(&mut self, token: Token, delay: Duration) -> io::Result<TimerId> {
-        let key = self
-            .core
-            .live_key(token)
-            .ok_or_else(|| unknown_token(token))?;
-        Ok(self.timer_for_key(key, delay))
-    }
-
-    fn timer_for_key(&mut self, key: usize, delay: Duration) -> TimerId {
-        let serial = self.core.slots[key].serial;
-        self.core
-            .timers
-            .insert(Instant::now() + delay, TimerTarget::Handler { key, serial })
-    }
-
-    /// Runs `callback` once, `delay` from now. An error it returns is logged.
-    pub fn call_after<F>(&mut self, delay: Duration, callback: F) -> TimerId
-    where
-        F: FnOnce(&mut Context<'_>) -> io::Result<()> + 'static,
-    {
-        self.core.timers.insert(
-            Instant::now() + delay,
-            TimerTarget::Callback(Box::new(callback)),
-        )
-    }
-
-    /// Cancels a timer that has not fired; returns whether it was pending.
-    pub fn cancel_timer(&mut self, timer: TimerId) -> bool {
-        self.core.timers.cancel(timer).is_some()
-    }
-
-    /// Makes [`Reactor::run`] return after the current round.
-    pub fn stop(&mut self) {
-        self.core.stop = true;
+            reg.connected(cx, result)
+        })
     }
 
     /// Runs `call` on registration `key` with its handler taken out of the slab, then puts
-    /// it back, or closes it if the handler failed or asked to be closed. Returns whether
-    /// the handler ran (it does not for a slot closed earlier in the round).
-    fn dispatch(
+    /// it back, or closes it if the handler failed, panicked or asked to be closed. Returns
+    /// whether the handler ran (it does not for a slot closed earlier in the round).
+    pub(crate) fn dispatch(
         &mut self,
         key: usize,
         call: impl FnOnce(&mut dyn Registered, &mut Context<'_>) -> io::Result<()>,
@@ -628,23 +546,39 @@ impl Context<'_> {
             }
         };
         let saved = self.current.replace(key);
-        let result = call(reg.as_mut(), self);
+        let result = catch(|| call(reg.as_mut(), self));
         self.current = saved;
+        self.settle(key, reg, result);
+        true
+    }
+
+    /// Puts a handler back after a call, or closes its registration.
+    pub(crate) fn settle(&mut self, key: usize, reg: Box<dyn Registered>, result: io::Result<()>) {
         let slot = &mut self.core.slots[key];
         match result {
             Err(e) => {
-                log::warn!("closing registration {key} (fd {}): {e}", slot.fd);
                 self.core.stats.handler_errors += 1;
+                if Panicked::is(&e) {
+                    self.core.stats.handler_panics += 1;
+                    log::error!("closing registration {key} (fd {}): {e}", slot.fd);
+                } else {
+                    log::warn!("closing registration {key} (fd {}): {e}", slot.fd);
+                }
                 self.finish(key, reg, Some(&e));
             }
             Ok(()) if slot.close_requested => self.finish(key, reg, None),
             Ok(()) => slot.state = State::Idle(reg),
         }
-        true
     }
 
-    /// Ends registration `key`, whose handler is `reg`: deregister, tell, drop.
-    fn finish(&mut self, key: usize, mut reg: Box<dyn Registered>, error: Option<&io::Error>) {
+    /// Ends registration `key`, whose handler is `reg`: deregister, drop its timers, tell,
+    /// drop.
+    pub(crate) fn finish(
+        &mut self,
+        key: usize,
+        mut reg: Box<dyn Registered>,
+        error: Option<&io::Error>,
+    ) {
         let slot = &mut self.core.slots[key];
         slot.state = State::Closed;
         if !slot.interest.is_empty() {
@@ -652,34 +586,191 @@ impl Context<'_> {
                 log::warn!("deregistering fd {} of registration {key}: {e}", slot.fd);
             }
         }
-        reg.closed(error);
-        drop(reg);
+        self.core.timers.remove_owned_by(key);
+        if let Err(e) = catch(move || {
+            reg.closed(error);
+            drop(reg);
+            Ok(())
+        }) {
+            log::error!("registration {key} while closing: {e}");
+        }
         self.core.closed.push(key);
         self.core.stats.closed += 1;
     }
 
-    /// Fires every timer due at `now`, earliest first; returns how many ran.
-    fn fire_timers(&mut self, now: Instant) -> usize {
-        let mut ran = 0;
-        while let Some((id, target)) = self.core.timers.pop_expired(now) {
-            match target {
-                TimerTarget::Handler { key, serial } => {
-                    let live = self.core.slots.get(key).is_some_and(|s| s.serial == serial);
-                    if live && self.dispatch(key, |reg, cx| reg.timeout(cx, id)) {
-                        ran += 1;
-                    }
-                }
-                TimerTarget::Callback(callback) => {
-                    let saved = self.current.take();
-                    if let Err(e) = callback(self) {
-                        log::warn!("timer callback failed: {e}");
-                    }
-                    self.current = saved;
-                    ran += 1;
-                }
+    /// Closes registration `key` now if its handler is not running, else when it returns.
+    pub(crate) fn close_key(&mut self, key: usize) -> bool {
+        let slot = &mut self.core.slots[key];
+        match std::mem::replace(&mut slot.state, State::Closed) {
+            State::Idle(reg) => {
+                self.finish(key, reg, None);
+                true
+            }
+            State::Running => {
+                slot.state = State::Running;
+                slot.close_requested = true;
+                true
+            }
+            State::Closed => false,
+        }
+    }
+
+    /// Runs the closures posted through [`Remote`]s; returns how many ran.
+    fn run_posted(&mut self, batch: &mut VecDeque<Job>) -> usize {
+        self.core.posted.take(batch);
+        let ran = batch.len();
+        for job in batch.drain(..) {
+            if let Err(e) = catch(|| job(self)) {
+                log::warn!("posted closure failed: {e}");
             }
         }
+        self.core.stats.posted += ran as u64;
         ran
+    }
+
+    /// Runs the handlers of the signals that arrived; returns how many ran.
+    fn run_signals(&mut self, arrived: &mut Vec<Signal>) -> usize {
+        arrived.clear();
+        if let Some(signals) = self.core.signals.as_mut() {
+            if let Err(e) = signals.drain(arrived) {
+                log::warn!("reading signals: {e}");
+            }
+        }
+        let mut ran = 0;
+        for &signal in arrived.iter() {
+            let Some(i) = self
+                .core
+                .signal_handlers
+                .iter()
+                .position(|(s, _)| *s == signal)
+            else {
+                continue;
+            };
+            let (_, mut handler) = self.core.signal_handlers.swap_remove(i);
+            if let Err(e) = catch(|| handler(self, signal)) {
+                log::warn!("the handler of {signal} failed: {e}");
+            }
+            let still_watched = self
+                .core
+                .signals
+                .as_ref()
+                .is_some_and(|s| s.watches(signal));
+            let replaced = self.core.signal_handlers.iter().any(|(s, _)| *s == signal);
+            if still_watched && !replaced {
+                self.core.signal_handlers.push((signal, handler));
+            }
+            ran += 1;
+        }
+        self.core.stats.signals += ran as u64;
+        ran
+    }
+
+    /// Fires the timers due at `now`, earliest first; returns how many ran. A timer set
+    /// while they run, already due, waits for the next round, so a timer that keeps setting
+    /// itself with no delay cannot hold the loop in one round.
+    fn fire_timers(&mut self, now: Instant) -> usize {
+        let mut ran = 0;
+        for _ in 0..self.core.timers.len() {
+            let Some(Fired { id, owner, taken }) = self.core.timers.pop_expired(now) else {
+                break;
+            };
+            match (owner, taken) {
+                (Some(key), _) => {
+                    self.dispatch(key, |reg, cx| reg.timeout(cx, id));
+                }
+                (None, Some(TimerTarget::Callback(mut callback))) => {
+                    self.run_callback(&mut callback);
+                }
+                (None, None) => {
+                    let Some(target) = self.core.timers.target_mut(id) else {
+                        continue;
+                    };
+                    if let TimerTarget::Callback(mut callback) =
+                        std::mem::replace(target, TimerTarget::Running)
+                    {
+                        if !self.run_callback(&mut callback) {
+                            self.core.timers.cancel(id);
+                        } else if let Some(target) = self.core.timers.target_mut(id) {
+                            *target = TimerTarget::Callback(callback);
+                        }
+                    }
+                }
+                (None, Some(_)) => {}
+            }
+            ran += 1;
+        }
+        ran
+    }
+
+    /// Runs a timer callback with no current registration; returns false if it failed.
+    fn run_callback(&mut self, callback: &mut Callback) -> bool {
+        let saved = self.current.take();
+        let result = catch(|| callback(self));
+        self.current = saved;
+        match result {
+            Ok(()) => true,
+            Err(e) => {
+                log::warn!("timer callback failed: {e}");
+                false
+            }
+        }
+    }
+
+    /// End of a round: begins a requested shutdown, notices a finished one, frees the slots
+    /// closed this round.
+    fn end_round(&mut self) {
+        if let Shutdown::Requested(grace) = self.core.shutdown {
+            self.begin_shutdown(grace);
+        }
+        self.core.free_closed();
+        if let Shutdown::Draining { cut } = self.core.shutdown {
+            if self.core.slots.is_empty() {
+                self.core.timers.cancel(cut);
+                log::info!("shutdown complete: every registration finished");
+                self.core.stop = true;
+            }
+        }
+    }
+
+    fn begin_shutdown(&mut self, grace: Duration) {
+        let cut = self.call_after(grace, |cx| {
+            let open: Vec<usize> = cx.core.slots.iter().map(|(key, _)| key).collect();
+            let mut cut = 0;
+            for key in open {
+                if cx.close_key(key) {
+                    cut += 1;
+                }
+            }
+            cx.core.stats.cut_at_shutdown += cut;
+            if cut > 0 {
+                log::warn!(
+                    "shutdown: grace period over, closed {cut} registrations that had not finished"
+                );
+            }
+            cx.core.stop = true;
+            Ok(())
+        });
+        self.core.shutdown = Shutdown::Draining { cut };
+        let keys: Vec<usize> = self.core.slots.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.dispatch(key, |reg, cx| reg.shutdown(cx));
+        }
+    }
+}
+
+/// How a non-blocking connect ended, once its socket was reported: its pending error, or
+/// `Ok` once it has a peer. `None` for an event that came before the connect ended (some
+/// systems report a connecting socket writable early): the reactor waits on.
+fn connect_outcome(fd: RawFd, event: Event) -> Option<io::Result<()>> {
+    // SAFETY: `fd` belongs to the source of a live registration, which outlives this call.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    if let Err(e) = crate::net::take_socket_error(&fd) {
+        return Some(Err(e));
+    }
+    match nix::sys::socket::getpeername::<nix::sys::socket::SockaddrStorage>(fd.as_raw_fd()) {
+        Ok(_) => Some(Ok(())),
+        Err(nix::errno::Errno::ENOTCONN) if !event.is_hup() && !event.is_error() => None,
+        Err(e) => Some(Err(e.into())),
     }
 }
 
@@ -689,24 +780,4 @@ impl fmt::Debug for Context<'_> {
             .field("current", &self.current)
             .finish_non_exhaustive()
     }
-}
-
-fn no_registration() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidInput,
-        "no current registration: this context runs a timer callback",
-    )
-}
-
-fn unknown_token(token: Token) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::NotFound,
-        format!("no open registration has token {}", token.0),
-    )
-}
-
-fn set_nonblocking(fd: RawFd) -> io::Result<()> {
-    let mut on: libc::c_int = 1;
-    // SAFETY: FIONBIO reads one c_int through the pointer; the kernel checks `fd`.
-    syscall!(ioctl(fd, libc::FIONBIO, &mut on)).map(drop)
 }

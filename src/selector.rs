@@ -186,9 +186,7 @@ impl<'a> IntoIterator for &'a Events {
 /// every implementation and is checked by one conformance suite run once per backend.
 pub trait Selector {
     /// The backend's name as `--backend` spells it: `"select"`, `"poll"`, `"epoll"`, `"kqueue"`.
-    fn name() -> &'static str
-    where
-        Self: Sized;
+    fn name(&self) -> &'static str;
 
     /// Creates an empty selector.
     fn new() -> io::Result<Self>
@@ -220,6 +218,13 @@ pub trait Selector {
     /// kqueue overrides it with `EVFILT_USER`.
     fn new_waker(&mut self, token: Token) -> io::Result<crate::waker::WakeSource> {
         crate::waker::WakeSource::new_fd(self, token)
+    }
+
+    /// The fd the selector waits on, when it has one (epoll, kqueue): readable whenever a
+    /// `select` would report something, so that another loop can watch it. The default,
+    /// for selectors without one (select, poll), is `None`.
+    fn readiness_fd(&self) -> Option<RawFd> {
+        None
     }
 }
 

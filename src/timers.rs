@@ -1,65 +1,463 @@
-//! One-shot timers ordered by deadline.
+//! Timers: one-shot or periodic, kept in a binary heap ordered by deadline.
+//!
+//! Each timer lives in a slab and knows its place in the heap, so cancelling, rescheduling
+//! and removing every timer of a closed registration are all O(log n) and leave nothing
+//! behind: the heap holds exactly the pending timers.
 
-use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-/// Names a timer so that it can be cancelled; also tells the handler which timer fired.
+use slab::Slab;
+
+/// Names a timer: returned when it is set, given to the handler when it fires, and used to
+/// cancel or reschedule it. An id names one timer only; once that timer is gone (fired, if
+/// one-shot, or cancelled), the id names nothing, even after its slot is reused.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TimerId {
+    key: u32,
+    serial: u32,
+}
+
+/// How a timer comes back after it fires.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Repeat {
+    /// Fires once; `delay` is what [`Timers::reset`] waits again.
+    Once { delay: Duration },
+    /// Fires every `period`, each deadline counted from the previous one.
+    Every { period: Duration },
+}
+
+#[derive(Debug)]
+struct Timer<T> {
     deadline: Instant,
-    seq: u64,
+    /// Breaks ties between equal deadlines: the timer set (or rescheduled) first fires first.
+    order: u64,
+    serial: u32,
+    repeat: Repeat,
+    /// The registration the timer belongs to, if any.
+    owner: Option<usize>,
+    /// The neighbours in the owner's list of timers (`NONE` at the ends).
+    prev: usize,
+    next: usize,
+    /// Its position in `heap`.
+    at: usize,
+    target: T,
 }
 
-impl TimerId {
-    /// When the timer fires (or fired).
-    pub fn deadline(&self) -> Instant {
-        self.deadline
-    }
-}
-
-/// Pending timers, earliest first; ties fire in the order they were set.
+/// Pending timers, earliest first.
 #[derive(Debug)]
 pub(crate) struct Timers<T> {
-    queue: BTreeMap<TimerId, T>,
-    next_seq: u64,
+    timers: Slab<Timer<T>>,
+    /// Keys into `timers`, a binary min-heap on `(deadline, order)`.
+    heap: Vec<usize>,
+    next_order: u64,
+    next_serial: u32,
+    /// `first_owned[owner]` is the first timer of registration `owner` (`NONE` if it has none).
+    first_owned: Vec<usize>,
+}
+
+const NONE: usize = usize::MAX;
+
+/// `now + delay`, or the latest instant that can be represented: a delay too long to add
+/// means "never", not a panic.
+pub(crate) fn instant_after(now: Instant, delay: Duration) -> Instant {
+    if let Some(t) = now.checked_add(delay) {
+        return t;
+    }
+    let mut step = delay;
+    let mut t = now;
+    while !step.is_zero() {
+        match t.checked_add(step) {
+            Some(later) => t = later,
+            None => step /= 2,
+        }
+    }
+    t
 }
 
 impl<T> Timers<T> {
     pub(crate) fn new() -> Timers<T> {
         Timers {
-            queue: BTreeMap::new(),
-            next_seq: 0,
+            timers: Slab::new(),
+            heap: Vec::new(),
+            next_order: 0,
+            next_serial: 0,
+            first_owned: Vec::new(),
         }
     }
 
-    pub(crate) fn insert(&mut self, deadline: Instant, target: T) -> TimerId {
-        let id = TimerId {
-            deadline,
-            seq: self.next_seq,
+    /// Adds a timer due at `deadline`, owned by registration `owner` if given.
+    pub(crate) fn insert(
+        &mut self,
+        deadline: Instant,
+        repeat: Repeat,
+        owner: Option<usize>,
+        target: T,
+    ) -> TimerId {
+        self.next_serial = self.next_serial.wrapping_add(1);
+        let next = match owner {
+            Some(owner) => {
+                if self.first_owned.len() <= owner {
+                    self.first_owned.resize(owner + 1, NONE);
+                }
+                self.first_owned[owner]
+            }
+            None => NONE,
         };
-        self.next_seq += 1;
-        self.queue.insert(id, target);
-        id
+        let order = self.take_order();
+        let key = self.timers.insert(Timer {
+            deadline,
+            order,
+            serial: self.next_serial,
+            repeat,
+            owner,
+            prev: NONE,
+            next,
+            at: self.heap.len(),
+            target,
+        });
+        if let Some(owner) = owner {
+            if next != NONE {
+                self.timers[next].prev = key;
+            }
+            self.first_owned[owner] = key;
+        }
+        self.heap.push(key);
+        self.sift_up(self.heap.len() - 1);
+        TimerId {
+            key: key as u32,
+            serial: self.next_serial,
+        }
     }
 
+    fn take_order(&mut self) -> u64 {
+        self.next_order += 1;
+        self.next_order
+    }
+
+    fn key_of(&self, id: TimerId) -> Option<usize> {
+        let key = id.key as usize;
+        self.timers
+            .get(key)
+            .is_some_and(|t| t.serial == id.serial)
+            .then_some(key)
+    }
+
+    /// Whether `id` names a pending timer.
+    #[cfg(test)]
+    pub(crate) fn contains(&self, id: TimerId) -> bool {
+        self.key_of(id).is_some()
+    }
+
+    /// The deadline of a pending timer.
+    pub(crate) fn deadline(&self, id: TimerId) -> Option<Instant> {
+        self.key_of(id).map(|key| self.timers[key].deadline)
+    }
+
+    /// Removes a pending timer and returns its target.
     pub(crate) fn cancel(&mut self, id: TimerId) -> Option<T> {
-        self.queue.remove(&id)
+        let key = self.key_of(id)?;
+        Some(self.remove_key(key))
+    }
+
+    /// Moves a pending timer to `deadline` (a periodic timer keeps its period from there).
+    pub(crate) fn reschedule(&mut self, id: TimerId, deadline: Instant) -> bool {
+        let Some(key) = self.key_of(id) else {
+            return false;
+        };
+        let order = self.take_order();
+        let timer = &mut self.timers[key];
+        timer.deadline = deadline;
+        timer.order = order;
+        let at = timer.at;
+        self.sift_up(at);
+        self.sift_down(self.timers[key].at);
+        true
+    }
+
+    /// Moves a pending timer to `now` plus its delay (or period).
+    pub(crate) fn reset(&mut self, id: TimerId, now: Instant) -> bool {
+        let Some(key) = self.key_of(id) else {
+            return false;
+        };
+        let (Repeat::Once { delay } | Repeat::Every { period: delay }) = self.timers[key].repeat;
+        self.reschedule(id, instant_after(now, delay))
+    }
+
+    /// Removes every timer owned by registration `owner`; returns how many there were.
+    pub(crate) fn remove_owned_by(&mut self, owner: usize) -> usize {
+        let mut removed = 0;
+        while let Some(&key) = self.first_owned.get(owner).filter(|&&key| key != NONE) {
+            self.remove_key(key);
+            removed += 1;
+        }
+        removed
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.queue.first_key_value().map(|(id, _)| id.deadline)
+        self.heap.first().map(|&key| self.timers[key].deadline)
     }
 
-    /// Removes and returns the earliest timer whose deadline is at or before `now`.
-    pub(crate) fn pop_expired(&mut self, now: Instant) -> Option<(TimerId, T)> {
-        if self.next_deadline()? <= now {
-            self.queue.pop_first()
-        } else {
-            None
+    /// Takes the earliest timer due at `now`. A one-shot timer is removed and its target
+    /// handed over; a periodic one stays, moved to its next deadline, and its target can be
+    /// reached with [`Timers::target_mut`].
+    pub(crate) fn pop_expired(&mut self, now: Instant) -> Option<Fired<T>> {
+        let &key = self.heap.first()?;
+        let timer = &self.timers[key];
+        if timer.deadline > now {
+            return None;
         }
+        let id = TimerId {
+            key: key as u32,
+            serial: timer.serial,
+        };
+        let owner = timer.owner;
+        let taken = match timer.repeat {
+            Repeat::Once { .. } => Some(self.remove_key(key)),
+            Repeat::Every { period } => {
+                let next = next_tick(timer.deadline, period, now);
+                self.reschedule(id, next);
+                None
+            }
+        };
+        Some(Fired { id, owner, taken })
+    }
+
+    /// The target of a pending timer.
+    pub(crate) fn target_mut(&mut self, id: TimerId) -> Option<&mut T> {
+        let key = self.key_of(id)?;
+        Some(&mut self.timers[key].target)
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.queue.len()
+        self.heap.len()
+    }
+
+    fn remove_key(&mut self, key: usize) -> T {
+        let at = self.timers[key].at;
+        let last = self.heap.len() - 1;
+        self.swap(at, last);
+        self.heap.pop();
+        if at < self.heap.len() {
+            let moved = self.heap[at];
+            self.sift_up(at);
+            self.sift_down(self.timers[moved].at);
+        }
+        let timer = self.timers.remove(key);
+        if timer.next != NONE {
+            self.timers[timer.next].prev = timer.prev;
+        }
+        if timer.prev != NONE {
+            self.timers[timer.prev].next = timer.next;
+        } else if let Some(owner) = timer.owner {
+            self.first_owned[owner] = timer.next;
+        }
+        timer.target
+    }
+
+    fn less(&self, a: usize, b: usize) -> bool {
+        let (a, b) = (&self.timers[self.heap[a]], &self.timers[self.heap[b]]);
+        (a.deadline, a.order) < (b.deadline, b.order)
+    }
+
+    fn swap(&mut self, a: usize, b: usize) {
+        self.heap.swap(a, b);
+        self.timers[self.heap[a]].at = a;
+        self.timers[self.heap[b]].at = b;
+    }
+
+    fn sift_up(&mut self, mut at: usize) {
+        while at > 0 {
+            let parent = (at - 1) / 2;
+            if !self.less(at, parent) {
+                break;
+            }
+            self.swap(at, parent);
+            at = parent;
+        }
+    }
+
+    fn sift_down(&mut self, mut at: usize) {
+        loop {
+            let mut least = at;
+            for child in [2 * at + 1, 2 * at + 2] {
+                if child < self.heap.len() && self.less(child, least) {
+                    least = child;
+                }
+            }
+            if least == at {
+                break;
+            }
+            self.swap(at, least);
+            at = least;
+        }
+    }
+}
+
+/// A timer that came due.
+#[derive(Debug)]
+pub(crate) struct Fired<T> {
+    pub(crate) id: TimerId,
+    /// The registration it belongs to, if any.
+    pub(crate) owner: Option<usize>,
+    /// A one-shot timer's target (the timer is gone); `None` for a periodic timer, which
+    /// stays, already moved to its next deadline.
+    pub(crate) taken: Option<T>,
+}
+
+/// The first deadline after `now` on the grid `last + k * period`: a periodic timer keeps its
+/// phase however late it fires, and ticks missed while the loop was busy are skipped rather
+/// than run back to back. A zero period counts as one nanosecond.
+fn next_tick(last: Instant, period: Duration, now: Instant) -> Instant {
+    let period = period.max(Duration::from_nanos(1));
+    let next = instant_after(last, period);
+    if next > now {
+        return next;
+    }
+    let behind = now.duration_since(last).as_nanos();
+    let periods = behind / period.as_nanos() + 1;
+    let skip = period
+        .checked_mul(u32::try_from(periods).unwrap_or(u32::MAX))
+        .unwrap_or(Duration::MAX);
+    instant_after(last, skip).max(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn once(t: &mut Timers<u32>, at: Instant, v: u32, owner: Option<usize>) -> TimerId {
+        t.insert(at, Repeat::Once { delay: ms(1) }, owner, v)
+    }
+
+    fn drain(t: &mut Timers<u32>, now: Instant) -> Vec<u32> {
+        let mut out = Vec::new();
+        while let Some(f) = t.pop_expired(now) {
+            match f.taken {
+                Some(v) => out.push(v),
+                None => out.push(*t.target_mut(f.id).unwrap()),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn fires_in_deadline_order_ties_in_set_order() {
+        let now = Instant::now();
+        let mut t = Timers::new();
+        for (i, d) in [5u64, 1, 3, 1, 4, 2, 5].into_iter().enumerate() {
+            once(&mut t, now + ms(d), i as u32, None);
+        }
+        assert_eq!(drain(&mut t, now + ms(3)), vec![1, 3, 5, 2]);
+        assert_eq!(drain(&mut t, now + ms(10)), vec![4, 0, 6]);
+        assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn cancel_and_reschedule_keep_the_heap_exact() {
+        let now = Instant::now();
+        let mut t = Timers::new();
+        let ids: Vec<TimerId> = (0..100)
+            .map(|i| once(&mut t, now + ms(i), i as u32, None))
+            .collect();
+        for id in ids.iter().step_by(2) {
+            assert!(t.cancel(*id).is_some());
+            assert!(t.cancel(*id).is_none(), "an id names its timer once");
+        }
+        assert!(t.reschedule(ids[99], now));
+        assert!(!t.reschedule(ids[0], now), "cancelled");
+        assert_eq!(t.len(), 50);
+        let fired = drain(&mut t, now + ms(200));
+        let mut expected: Vec<u32> = vec![99];
+        expected.extend((1..99).step_by(2).map(|i| i as u32));
+        assert_eq!(fired, expected);
+    }
+
+    #[test]
+    fn an_old_id_does_not_name_a_timer_in_its_reused_slot() {
+        let now = Instant::now();
+        let mut t = Timers::new();
+        let old = once(&mut t, now, 1, None);
+        assert_eq!(drain(&mut t, now), vec![1]);
+        let new = once(&mut t, now + ms(5), 2, None);
+        assert_ne!(old, new);
+        assert!(t.cancel(old).is_none());
+        assert!(t.contains(new));
+    }
+
+    #[test]
+    fn removing_an_owner_removes_only_its_timers() {
+        let now = Instant::now();
+        let mut t = Timers::new();
+        for i in 0..30 {
+            once(&mut t, now + ms(i), i as u32, Some(i as usize % 3));
+        }
+        assert_eq!(t.remove_owned_by(1), 10);
+        assert_eq!(t.remove_owned_by(1), 0);
+        let fired = drain(&mut t, now + ms(100));
+        assert_eq!(fired.len(), 20);
+        assert!(fired.iter().all(|v| v % 3 != 1));
+    }
+
+    #[test]
+    fn periodic_deadlines_count_from_the_previous_deadline() {
+        let start = Instant::now();
+        let mut t = Timers::new();
+        let id = t.insert(start + ms(10), Repeat::Every { period: ms(10) }, None, 7);
+        // Fired 3 ms late: the next deadline is still on the 10 ms grid.
+        let fired = t.pop_expired(start + ms(13)).unwrap();
+        assert_eq!((fired.id, fired.taken), (id, None));
+        assert_eq!(t.deadline(id), Some(start + ms(20)));
+        assert!(t.pop_expired(start + ms(13)).is_none());
+        // Fired 35 ms late: the ticks at 20, 30, 40 and 50 are skipped, not bunched.
+        assert!(t.pop_expired(start + ms(55)).is_some());
+        assert_eq!(t.deadline(id), Some(start + ms(60)));
+        assert!(t.pop_expired(start + ms(55)).is_none());
+    }
+
+    #[test]
+    fn zero_period_fires_once_per_call() {
+        let now = Instant::now();
+        let mut t = Timers::new();
+        t.insert(
+            now,
+            Repeat::Every {
+                period: Duration::ZERO,
+            },
+            None,
+            1,
+        );
+        assert_eq!(drain(&mut t, now), vec![1]);
+    }
+
+    #[test]
+    fn reset_waits_the_delay_again_from_now() {
+        let start = Instant::now();
+        let mut t = Timers::new();
+        let id = t.insert(start + ms(10), Repeat::Once { delay: ms(10) }, None, 1);
+        assert!(t.reset(id, start + ms(8)));
+        assert_eq!(t.deadline(id), Some(start + ms(18)));
+    }
+
+    #[test]
+    fn a_delay_past_the_end_of_time_saturates() {
+        let now = Instant::now();
+        let far = instant_after(now, Duration::MAX);
+        assert!(far > now + Duration::from_secs(1 << 40));
+        let mut t = Timers::new();
+        let id = t.insert(
+            far,
+            Repeat::Every {
+                period: Duration::MAX,
+            },
+            None,
+            1,
+        );
+        assert!(t.pop_expired(now).is_none());
+        assert_eq!(next_tick(far, Duration::MAX, far), far);
+        assert!(t.contains(id));
     }
 }

@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -117,30 +117,28 @@ struct FdWake {
 }
 
 impl FdWake {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    /// An eventfd where the system has one and allows it, else a pipe: containers whose
+    /// seccomp filter refuses eventfd2 still get a working waker.
     fn new() -> io::Result<FdWake> {
-        // SAFETY: eventfd takes an initial value and flags.
-        let fd = syscall!(eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK))?;
-        Ok(FdWake {
-            // SAFETY: `fd` was just returned by eventfd and is owned by nothing else.
-            read: unsafe { OwnedFd::from_raw_fd(fd) },
-            write: None,
-        })
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            // SAFETY: eventfd takes an initial value and flags.
+            match syscall!(eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK)) {
+                Ok(fd) => {
+                    return Ok(FdWake {
+                        // SAFETY: `fd` was just returned by eventfd and is owned by nothing else.
+                        read: unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) },
+                        write: None,
+                    });
+                }
+                Err(e) => log::debug!("eventfd: {e}; the waker uses a pipe instead"),
+            }
+        }
+        FdWake::pipe()
     }
 
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    fn new() -> io::Result<FdWake> {
-        let mut fds = [0 as RawFd; 2];
-        // SAFETY: `fds` has room for the two descriptors pipe writes.
-        syscall!(pipe(fds.as_mut_ptr()))?;
-        // SAFETY: both fds were just returned by pipe and are owned by nothing else.
-        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        for fd in [&read, &write] {
-            // SAFETY: fcntl on an fd we own, with integer flags.
-            syscall!(fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC))?;
-            // SAFETY: as above.
-            syscall!(fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK))?;
-        }
+    fn pipe() -> io::Result<FdWake> {
+        let (read, write) = crate::sys::pipe()?;
         Ok(FdWake {
             read,
             write: Some(write),

@@ -8,9 +8,8 @@ mod common;
 mod echo_server;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -19,7 +18,7 @@ use common::ServerThread;
 use rawloop::{Interest, Selector};
 
 fn start<S: Selector + 'static>() -> (ServerThread, SocketAddr) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = common::loopback_listener();
     let addr = listener.local_addr().unwrap();
     let server = ServerThread::spawn::<S, _>(move |reactor| echo_server::serve(reactor, listener));
     (server, addr)
@@ -92,7 +91,7 @@ pub fn fd_count_returns_to_baseline_after_churn<S: Selector + 'static>() {
 /// Regression: a peer that sent everything, half-closed, and read slowly lost the part of
 /// the echo still queued in the server when the server saw end of stream.
 pub fn half_close_with_echo_still_queued_gets_every_byte<S: Selector + 'static>() {
-    let (ours, theirs) = UnixStream::pair().unwrap();
+    let (theirs, ours) = common::stream_pair();
     let server = ServerThread::spawn::<S, _>(move |reactor| {
         reactor
             .register(

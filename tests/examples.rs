@@ -91,7 +91,7 @@ impl Fds {
     /// that is let settle, before counting.
     fn baseline<S: Selector>() -> Fds {
         drop(S::new().expect("a selector"));
-        if S::name() == "kqueue" {
+        if common::backend_name::<S>() == "kqueue" {
             thread::sleep(Duration::from_millis(200));
         }
         Fds {
@@ -205,7 +205,7 @@ fn join_thread<T>(handle: JoinHandle<T>) -> T {
 }
 
 fn loopback() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0").expect("binding a loopback port")
+    common::loopback_listener()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -375,7 +375,7 @@ where
     fds.assert_back();
     eprintln!(
         "{}: {name}: {CONNECTIONS} concurrent TCP connections, {bytes} bytes echoed",
-        S::name()
+        common::backend_name::<S>()
     );
     counted
 }
@@ -443,7 +443,7 @@ impl Drop for TempDir {
 
 fn unix_echo_server_200_clients<S: Selector + 'static>() {
     common::raise_fd_limit(4096);
-    let dir = TempDir::new(S::name());
+    let dir = TempDir::new(common::backend_name::<S>());
     let path = dir.join("echo.sock");
     // A stale socket file from an earlier run, which the server's bind removes.
     drop(UnixListener::bind(&path).unwrap());
@@ -475,7 +475,7 @@ fn unix_echo_server_200_clients<S: Selector + 'static>() {
     fds.assert_back();
     eprintln!(
         "{}: unix_echo_server: {CONNECTIONS} concurrent Unix connections, {bytes} bytes echoed",
-        S::name()
+        common::backend_name::<S>()
     );
 }
 
@@ -561,7 +561,7 @@ fn udp_concurrent_echo(server: SocketAddr, seed: u64) -> (usize, usize, usize) {
 
 fn udp_echo_server_200_clients<S: Selector + 'static>() {
     let fds = Fds::baseline::<S>();
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let socket = common::loopback_udp();
     let addr = socket.local_addr().unwrap();
     let server =
         reactor_server::<S, _>(move |reactor| udp_echo_server::serve(reactor, socket).map(drop));
@@ -572,7 +572,7 @@ fn udp_echo_server_200_clients<S: Selector + 'static>() {
     fds.assert_back();
     eprintln!(
         "{}: udp_echo_server: {CONNECTIONS} concurrent UDP clients, {datagrams} datagrams ({bytes} bytes) echoed, {resends} resent",
-        S::name()
+        common::backend_name::<S>()
     );
 }
 
@@ -687,7 +687,7 @@ where
 /// carries `Readiness::ERROR`, which the examples do not look at). The connection is closed
 /// either way. Native kqueue is not run here, so it gets the same allowance.
 fn assert_reset_errors<S: Selector>(errors: u64, counters: &dyn std::fmt::Debug) {
-    if S::name() == "kqueue" {
+    if common::backend_name::<S>() == "kqueue" {
         assert!(errors <= RESETS as u64, "{counters:?}");
     } else {
         assert_eq!(errors, RESETS as u64, "{counters:?}");
@@ -1075,7 +1075,7 @@ fn multiconn_client_against_multiconn_server<S: Selector + 'static>() {
     fds.assert_back();
     eprintln!(
         "{}: multiconn_client, 2 x {CONNECTIONS} connections, {} bytes each way",
-        S::name(),
+        common::backend_name::<S>(),
         44 * n + 3 * 16 * 1024 * n
     );
 }
@@ -1164,7 +1164,7 @@ fn multiconn_client_accepts_close_after_complete_echo<S: Selector + 'static>() {
 
 fn udp_echo_client_against_udp_echo_server<S: Selector + 'static>() {
     let fds = Fds::baseline::<S>();
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let socket = common::loopback_udp();
     let addr = socket.local_addr().unwrap();
     let server =
         reactor_server::<S, _>(move |reactor| udp_echo_server::serve(reactor, socket).map(drop));
@@ -1232,7 +1232,7 @@ fn udp_echo_client_errors<S: Selector + 'static>() {
 }
 
 fn unix_echo_client_against_unix_echo_server<S: Selector + 'static>() {
-    let dir = TempDir::new(S::name());
+    let dir = TempDir::new(common::backend_name::<S>());
     let path = dir.join("echo.sock");
     let fds = Fds::baseline::<S>();
     let mut socket = unix_echo_server::SocketFile::bind(&path).unwrap();
@@ -1268,7 +1268,7 @@ fn unix_echo_client_against_unix_echo_server<S: Selector + 'static>() {
 }
 
 fn unix_echo_client_errors<S: Selector + 'static>() {
-    let dir = TempDir::new(S::name());
+    let dir = TempDir::new(common::backend_name::<S>());
     let fds = Fds::baseline::<S>();
     let mut reactor = Reactor::<S>::new().unwrap();
     let hello = || b"hello".to_vec();
@@ -1310,13 +1310,19 @@ fn unix_echo_client_errors<S: Selector + 'static>() {
 fn embed_stops_by_itself<S: Selector + 'static>() {
     let fds = Fds::baseline::<S>();
     // After its round trips.
-    let r =
-        embed::run_embedded::<S>(300, Duration::from_secs(20), Duration::from_millis(5)).unwrap();
+    let r = embed::run_embedded(
+        Reactor::<S>::new().unwrap(),
+        300,
+        Duration::from_secs(20),
+        Duration::from_millis(5),
+    )
+    .unwrap();
     assert_eq!(r.round_trips, 300, "{r:?}");
     assert!(r.elapsed < Duration::from_secs(20), "{r:?}");
     assert!(r.rounds_run >= 300, "{r:?}");
     // After its time.
-    let r = embed::run_embedded::<S>(
+    let r = embed::run_embedded(
+        Reactor::<S>::new().unwrap(),
         u64::MAX,
         Duration::from_millis(300),
         Duration::from_millis(50),
@@ -1329,7 +1335,13 @@ fn embed_stops_by_itself<S: Selector + 'static>() {
     );
     assert!((3..=6).contains(&r.ticks), "{r:?}");
     // Nothing to do.
-    let r = embed::run_embedded::<S>(0, Duration::from_secs(20), Duration::from_millis(5)).unwrap();
+    let r = embed::run_embedded(
+        Reactor::<S>::new().unwrap(),
+        0,
+        Duration::from_secs(20),
+        Duration::from_millis(5),
+    )
+    .unwrap();
     assert_eq!(r.round_trips, 0, "{r:?}");
     assert!(r.elapsed < Duration::from_secs(1), "{r:?}");
     fds.assert_back();

@@ -8,7 +8,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::ServerThread;
 use rawloop::protocol::{self, ClientConfig, Message, ServerConfig};
-use rawloop::Selector;
+use rawloop::{Reactor, Selector};
 use serde_json::{json, Value};
 
 /// How long a peer.py run may take before it is killed and the test fails.
@@ -84,7 +84,7 @@ fn rawloop_request(spec: &str) -> Message {
 }
 
 fn start<S: Selector + 'static>() -> (ServerThread, SocketAddr) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = common::loopback_listener();
     let addr = listener.local_addr().unwrap();
     let server = ServerThread::spawn::<S, _>(move |reactor| {
         protocol::serve(reactor, listener, ServerConfig::default()).map(drop)
@@ -253,8 +253,13 @@ pub fn rawloop_client_against_python_server<S: Selector + 'static>() {
     };
     for (spec, expect) in &CASES {
         let request = rawloop_request(spec);
-        let responses = protocol::exchange::<S>(addr, std::slice::from_ref(&request), config)
-            .unwrap_or_else(|e| panic!("{spec}: {e}"));
+        let responses = protocol::exchange(
+            &mut Reactor::<S>::new().unwrap(),
+            addr,
+            std::slice::from_ref(&request),
+            config,
+        )
+        .unwrap_or_else(|e| panic!("{spec}: {e}"));
         assert_eq!(responses.len(), 1, "{spec}");
         let response = &responses[0];
         match expect {

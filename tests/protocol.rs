@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::ServerThread;
@@ -12,7 +12,7 @@ use rawloop::protocol::{self, codec, ClientConfig, ClientConnection, Message, Se
 use rawloop::{Interest, Reactor, Selector};
 
 fn start<S: Selector + 'static>(config: ServerConfig) -> (ServerThread, SocketAddr) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = common::loopback_listener();
     let addr = listener.local_addr().unwrap();
     let server = ServerThread::spawn::<S, _>(move |reactor| {
         protocol::serve(reactor, listener, config).map(drop)
@@ -29,7 +29,13 @@ fn result_text(response: &Message) -> String {
 }
 
 fn ask<S: Selector>(addr: SocketAddr, request: Message) -> Message {
-    let mut responses = protocol::exchange::<S>(addr, &[request], ClientConfig::default()).unwrap();
+    let mut responses = protocol::exchange(
+        &mut Reactor::<S>::new().unwrap(),
+        addr,
+        &[request],
+        ClientConfig::default(),
+    )
+    .unwrap();
     assert_eq!(responses.len(), 1);
     responses.remove(0)
 }
@@ -293,7 +299,13 @@ pub fn keep_alive_answers_many_requests_in_order<S: Selector + 'static>() {
     let requests: Vec<Message> = (0..100)
         .map(|i| protocol::request_search(&format!("q{i}")))
         .collect();
-    let responses = protocol::exchange::<S>(addr, &requests, ClientConfig::default()).unwrap();
+    let responses = protocol::exchange(
+        &mut Reactor::<S>::new().unwrap(),
+        addr,
+        &requests,
+        ClientConfig::default(),
+    )
+    .unwrap();
     let texts: Vec<String> = responses.iter().map(result_text).collect();
     let expected: Vec<String> = (0..100).map(|i| format!("No match for 'q{i}'.")).collect();
     assert_eq!(texts, expected);
@@ -308,7 +320,13 @@ pub fn keep_alive_answers_many_requests_in_order<S: Selector + 'static>() {
 pub fn a_non_keep_alive_server_answers_one_request_per_connection<S: Selector + 'static>() {
     let (server, addr) = start::<S>(ServerConfig::default());
     let requests = vec![protocol::request_search("ring"); 2];
-    let err = protocol::exchange::<S>(addr, &requests, ClientConfig::default()).unwrap_err();
+    let err = protocol::exchange(
+        &mut Reactor::<S>::new().unwrap(),
+        addr,
+        &requests,
+        ClientConfig::default(),
+    )
+    .unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
     server.stop().unwrap();
 }
@@ -324,7 +342,13 @@ pub fn keep_alive_pipeline_larger_than_the_output_limit<S: Selector + 'static>()
     };
     let (server, addr) = start::<S>(config);
     let requests = vec![protocol::request_search("q"); 3000];
-    let responses = protocol::exchange::<S>(addr, &requests, ClientConfig::default()).unwrap();
+    let responses = protocol::exchange(
+        &mut Reactor::<S>::new().unwrap(),
+        addr,
+        &requests,
+        ClientConfig::default(),
+    )
+    .unwrap();
     assert_eq!(responses.len(), 3000);
     assert!(responses
         .iter()

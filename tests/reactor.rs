@@ -15,7 +15,7 @@ use rawloop::{Context, Event, Handler, Interest, Reactor, Selector, TimerId, Tok
 const WAIT: Option<Duration> = Some(Duration::from_secs(2));
 
 fn pair() -> (UnixStream, UnixStream) {
-    UnixStream::pair().unwrap()
+    common::stream_pair()
 }
 
 /// Two sources ready in the same round: whichever handler runs first closes the other and
@@ -195,6 +195,7 @@ struct Sleeper {
     delay: Duration,
     fired: Rc<RefCell<Vec<TimerId>>>,
     set: Option<TimerId>,
+    set_at: Option<Instant>,
 }
 
 impl Handler<UnixStream> for Sleeper {
@@ -203,7 +204,10 @@ impl Handler<UnixStream> for Sleeper {
         if s.read(&mut buf)? == 0 {
             cx.close();
         } else {
-            self.set = Some(cx.set_timer(self.delay)?);
+            let timer = cx.set_timer(self.delay)?;
+            assert!(cx.timer_deadline(timer).unwrap() >= Instant::now() + self.delay / 2);
+            self.set = Some(timer);
+            self.set_at = Some(Instant::now());
         }
         Ok(())
     }
@@ -214,7 +218,7 @@ impl Handler<UnixStream> for Sleeper {
         timer: TimerId,
     ) -> io::Result<()> {
         assert_eq!(Some(timer), self.set);
-        assert!(Instant::now() >= timer.deadline());
+        assert!(self.set_at.unwrap().elapsed() >= self.delay);
         self.fired.borrow_mut().push(timer);
         cx.close();
         Ok(())
@@ -234,6 +238,7 @@ pub fn registration_timer_reaches_only_its_registration<S: Selector>() {
                 delay: Duration::from_millis(20),
                 fired: fired.clone(),
                 set: None,
+                set_at: None,
             },
         )
         .unwrap();
@@ -245,6 +250,7 @@ pub fn registration_timer_reaches_only_its_registration<S: Selector>() {
                 delay: Duration::from_millis(40),
                 fired: fired.clone(),
                 set: None,
+                set_at: None,
             },
         )
         .unwrap();
@@ -264,6 +270,7 @@ pub fn registration_timer_reaches_only_its_registration<S: Selector>() {
                 delay: Duration::from_secs(60),
                 fired: fired.clone(),
                 set: None,
+                set_at: None,
             },
         )
         .unwrap();
@@ -305,6 +312,7 @@ pub fn stale_token_never_reaches_the_newcomer_in_its_slot<S: Selector>() {
     assert!(!reactor.close_token(old), "the stale token closes nothing");
     assert_eq!(
         reactor
+            .context()
             .set_interest_of(old, Interest::WRITABLE)
             .unwrap_err()
             .kind(),
@@ -407,10 +415,16 @@ pub fn paused_registration_hears_nothing_until_resumed<S: Selector>() {
     a_peer.write_all(b"x").unwrap();
     reactor.run_once(Some(Duration::from_millis(20))).unwrap();
     assert_eq!(count.load(Ordering::SeqCst), 0);
-    reactor.set_interest_of(token, Interest::READABLE).unwrap();
+    reactor
+        .context()
+        .set_interest_of(token, Interest::READABLE)
+        .unwrap();
     reactor.run_once(WAIT).unwrap();
     assert_eq!(count.load(Ordering::SeqCst), 1);
-    reactor.set_interest_of(token, Interest::empty()).unwrap();
+    reactor
+        .context()
+        .set_interest_of(token, Interest::empty())
+        .unwrap();
     a_peer.write_all(b"y").unwrap();
     reactor.run_once(Some(Duration::from_millis(20))).unwrap();
     assert_eq!(count.load(Ordering::SeqCst), 1);

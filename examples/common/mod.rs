@@ -1,17 +1,18 @@
-//! What the example programs share: `--backend`, stopping on SIGINT/SIGTERM, and the echo
-//! connection handler.
+//! What the example programs share: `--backend`, logging, the echo connection handler, and
+//! a client that checks an echo.
 #![allow(dead_code)]
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::TcpListener;
 use std::os::fd::AsRawFd;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use rawloop::buffer::OutBuf;
+use rawloop::net::{self, ListenOptions};
 use rawloop::{Backend, Context, Event, Handler, Interest, Reactor, Selector};
 
 /// At most this many bytes wait for a slow reader before a connection stops reading.
@@ -33,25 +34,45 @@ pub struct BackendArg {
     pub backend: Backend,
 }
 
-/// Makes SIGINT and SIGTERM stop `reactor.run()` cleanly: the signal handler only writes a
-/// byte to a socket (signal-hook's self-pipe); the reactor reads it and stops.
-pub fn stop_on_signals<S: Selector>(reactor: &mut Reactor<S>) -> io::Result<()> {
-    let (read, write) = UnixStream::pair()?;
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::low_level::pipe::register(signal, write.try_clone()?)?;
+/// The `--grace-ms` option of the servers.
+#[derive(clap::Args, Debug, Clone)]
+pub struct GraceArg {
+    /// After SIGINT or SIGTERM, how long open connections may take to finish (a second
+    /// signal stops at once).
+    #[arg(long = "grace-ms", value_name = "MS", default_value_t = 10_000)]
+    pub grace_ms: u64,
+}
+
+impl Default for GraceArg {
+    fn default() -> GraceArg {
+        GraceArg { grace_ms: 10_000 }
     }
-    reactor.register(
-        read,
-        Interest::READABLE,
-        |pipe: &mut UnixStream, cx: &mut Context<'_>, _: Event| {
-            let mut buf = [0u8; 16];
-            let _ = pipe.read(&mut buf);
-            log::info!("signal received, shutting down");
-            cx.stop();
-            Ok(())
-        },
-    )?;
-    Ok(())
+}
+
+impl GraceArg {
+    /// The grace period.
+    pub fn grace(&self) -> Duration {
+        Duration::from_millis(self.grace_ms)
+    }
+}
+
+/// Binds a listener on `host`:`port` (Python's `""` for all interfaces); an error says which
+/// address it could not listen on.
+pub fn listen(host: &str, port: u16) -> io::Result<TcpListener> {
+    let addr = net::resolve(host, port)?;
+    net::listen_tcp(addr, &ListenOptions::default())
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+}
+
+/// The end of a program's `main`: prints `<program>: <error>` and exits 1 on failure.
+pub fn exit_on_error(program: &str, result: io::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Echoes everything a stream sends back to it, for as long as the peer keeps it open.
@@ -93,16 +114,18 @@ impl<S: Read + Write + 'static> Handler<S> for Echo {
                 Err(e) => return Err(e),
             }
         }
-        let interest = match (self.peer_done, self.out.is_empty(), self.out.is_full()) {
-            (true, true, _) => {
-                cx.close();
-                return Ok(());
-            }
-            (true, false, _) | (false, false, true) => Interest::WRITABLE,
-            (false, true, _) => Interest::READABLE,
-            (false, false, false) => Interest::READABLE | Interest::WRITABLE,
-        };
+        let interest = self.out.interest(!self.peer_done);
+        if interest.is_empty() {
+            cx.close();
+            return Ok(());
+        }
         cx.set_interest(interest)
+    }
+
+    /// A graceful shutdown lets an echo connection run until its peer has finished sending
+    /// and has everything back.
+    fn shutdown(&mut self, _: &mut S, _: &mut Context<'_>) -> io::Result<()> {
+        Ok(())
     }
 
     fn closed(&mut self, _: &mut S, error: Option<&io::Error>) {
@@ -114,8 +137,7 @@ impl<S: Read + Write + 'static> Handler<S> for Echo {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Helpers for the clients and the other servers: showing payloads, test patterns, resolving,
-// accepting, connecting without blocking, and a client that checks an echo.
+// Helpers for the clients: showing payloads, test patterns, and a client that checks an echo.
 // ---------------------------------------------------------------------------------------------
 
 /// Shows bytes as Python's `repr` shows them, `b'...'`, cut after 64 bytes with the total.
@@ -136,177 +158,6 @@ pub fn show(bytes: &[u8]) -> String {
 /// lost, repeated or reordered chunk shows as a mismatch.
 pub fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| b'0' + (i % 251 % 75) as u8).collect()
-}
-
-/// The first address `host` and `port` resolve to.
-pub fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
-    (host, port).to_socket_addrs()?.next().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("{host}:{port} resolves to no address"),
-        )
-    })
-}
-
-/// A listening socket whose connections [`accept_all`] hands out.
-pub trait Listen: AsRawFd + 'static {
-    /// An accepted connection.
-    type Stream: Read + Write + AsRawFd + 'static;
-    /// Accepts one connection and names its peer for log lines.
-    fn accept_conn(&self) -> io::Result<(Self::Stream, String)>;
-}
-
-impl Listen for TcpListener {
-    type Stream = TcpStream;
-    fn accept_conn(&self) -> io::Result<(TcpStream, String)> {
-        let (stream, addr) = self.accept()?;
-        // Fails only if the peer is already gone; the first read or write will say so.
-        let _ = stream.set_nodelay(true);
-        Ok((stream, addr.to_string()))
-    }
-}
-
-impl Listen for UnixListener {
-    type Stream = UnixStream;
-    fn accept_conn(&self) -> io::Result<(UnixStream, String)> {
-        let (stream, addr) = self.accept()?;
-        Ok((stream, format!("{addr:?}")))
-    }
-}
-
-/// The body of a listener's handler: accepts every pending connection and gives each to
-/// `each` (which registers it). A connection `each` fails on is dropped and logged; the
-/// listener goes on. On errors such as EMFILE the pending connection stays queued and the
-/// listener stays readable, so accepting pauses for 100 ms instead of spinning.
-pub fn accept_all<L: Listen>(
-    listener: &mut L,
-    cx: &mut Context<'_>,
-    mut each: impl FnMut(L::Stream, String, &mut Context<'_>) -> io::Result<()>,
-) -> io::Result<()> {
-    loop {
-        match listener.accept_conn() {
-            Ok((stream, peer)) => {
-                if let Err(e) = each(stream, peer.clone(), cx) {
-                    log::warn!("dropping connection from {peer}: {e}");
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::ConnectionAborted
-                        | io::ErrorKind::ConnectionReset
-                        | io::ErrorKind::Interrupted
-                ) => {}
-            Err(e) => {
-                log::warn!("accept: {e}; pausing accepts for 100 ms");
-                let me = cx.token().ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::InvalidInput, "accept_all runs in a handler")
-                })?;
-                cx.set_interest(Interest::empty())?;
-                cx.call_after(Duration::from_millis(100), move |cx| {
-                    cx.set_interest_of(me, Interest::READABLE)
-                });
-                return Ok(());
-            }
-        }
-    }
-}
-
-/// Starts a TCP connection without waiting for it: returns a non-blocking stream whose
-/// connect is in progress (EINPROGRESS), as Python's `sock.connect_ex()` on a non-blocking
-/// socket. Register it for WRITABLE; when it is reported, `take_error()` says whether the
-/// connection failed.
-pub fn connect_nonblocking(addr: SocketAddr) -> io::Result<TcpStream> {
-    use std::os::fd::{FromRawFd, OwnedFd};
-
-    let family = match addr {
-        SocketAddr::V4(_) => libc::AF_INET,
-        SocketAddr::V6(_) => libc::AF_INET6,
-    };
-    // SAFETY: socket takes only integer arguments.
-    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned by socket and is owned by nothing else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let raw = fd.as_raw_fd();
-    // SAFETY: fcntl on an fd we own, with integer arguments.
-    let flags = unsafe { libc::fcntl(raw, libc::F_GETFL) };
-    // SAFETY: as above.
-    if flags < 0
-        || unsafe { libc::fcntl(raw, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0
-        || unsafe { libc::fcntl(raw, libc::F_SETFD, libc::FD_CLOEXEC) } < 0
-    {
-        return Err(io::Error::last_os_error());
-    }
-    let (storage, len) = sockaddr_of(addr);
-    // SAFETY: `storage` holds a valid sockaddr of `len` bytes for the duration of the call.
-    let rc = unsafe { libc::connect(raw, (&storage as *const libc::sockaddr_storage).cast(), len) };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINPROGRESS) {
-            return Err(e);
-        }
-    }
-    Ok(TcpStream::from(fd))
-}
-
-/// `addr` as the C socket address `connect(2)` takes.
-fn sockaddr_of(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    use std::mem::size_of;
-
-    // SAFETY: all zeroes is a valid sockaddr_storage.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    match addr {
-        SocketAddr::V4(a) => {
-            // SAFETY: sockaddr_storage is large and aligned enough for every sockaddr type.
-            let sin = unsafe {
-                &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>()
-            };
-            sin.sin_family = libc::AF_INET as libc::sa_family_t;
-            sin.sin_port = a.port().to_be();
-            sin.sin_addr = libc::in_addr {
-                s_addr: u32::from_ne_bytes(a.ip().octets()),
-            };
-            #[cfg(any(
-                target_vendor = "apple",
-                target_os = "freebsd",
-                target_os = "dragonfly",
-                target_os = "netbsd",
-                target_os = "openbsd"
-            ))]
-            {
-                sin.sin_len = size_of::<libc::sockaddr_in>() as u8;
-            }
-            (storage, size_of::<libc::sockaddr_in>() as libc::socklen_t)
-        }
-        SocketAddr::V6(a) => {
-            // SAFETY: as above.
-            let sin6 = unsafe {
-                &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
-            };
-            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            sin6.sin6_port = a.port().to_be();
-            sin6.sin6_flowinfo = a.flowinfo();
-            sin6.sin6_addr = libc::in6_addr {
-                s6_addr: a.ip().octets(),
-            };
-            sin6.sin6_scope_id = a.scope_id();
-            #[cfg(any(
-                target_vendor = "apple",
-                target_os = "freebsd",
-                target_os = "dragonfly",
-                target_os = "netbsd",
-                target_os = "openbsd"
-            ))]
-            {
-                sin6.sin6_len = size_of::<libc::sockaddr_in6>() as u8;
-            }
-            (storage, size_of::<libc::sockaddr_in6>() as libc::socklen_t)
-        }
-    }
 }
 
 /// What an echo client sent and got back.
@@ -446,6 +297,18 @@ impl EchoCheck {
 }
 
 impl<S: Read + Write + 'static> Handler<S> for EchoCheck {
+    fn connected(
+        &mut self,
+        _: &mut S,
+        cx: &mut Context<'_>,
+        result: io::Result<()>,
+    ) -> io::Result<()> {
+        if let Err(e) = result {
+            self.finish(cx, Err(e));
+        }
+        Ok(())
+    }
+
     fn ready(&mut self, stream: &mut S, cx: &mut Context<'_>, event: Event) -> io::Result<()> {
         if let Err(e) = self.step(stream, cx, event) {
             self.finish(cx, Err(e));
@@ -454,9 +317,10 @@ impl<S: Read + Write + 'static> Handler<S> for EchoCheck {
     }
 }
 
-/// Sends `messages` over `stream` (a connected socket), reads until every byte has come
-/// back, checks the echo, and returns what was exchanged. Runs rounds of `reactor` until
-/// then, so whatever else is registered there (a server, say) is served meanwhile.
+/// Sends `messages` over `stream` (a socket whose non-blocking connect has started, from
+/// `net::connect_tcp` or `net::connect_unix`), reads until every byte has come back, checks
+/// the echo, and returns what was exchanged. Runs rounds of `reactor` until then, so
+/// whatever else is registered there (a server, say) is served meanwhile.
 ///
 /// Fails with `UnexpectedEof` if the peer closes early, `InvalidData` if the echo differs,
 /// `TimedOut` after `timeout`, or the socket's error.
@@ -482,7 +346,11 @@ where
         started: Instant::now(),
         outcome: outcome.clone(),
     };
-    let token = reactor.register(stream, Interest::READABLE | Interest::WRITABLE, client)?;
+    let token = reactor.context().register_connecting(
+        stream,
+        Interest::READABLE | Interest::WRITABLE,
+        client,
+    )?;
     let timer = {
         let outcome = outcome.clone();
         reactor.call_after(timeout, move |cx| {

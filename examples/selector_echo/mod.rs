@@ -11,8 +11,8 @@
 //! sending, what is left of its echo is still written before the connection closes.
 //!
 //! It stops when its [`Waker`] is told to ([`Waker::stop`], from any thread; how tests stop
-//! it) or, from `main`, on SIGINT or SIGTERM (signal-hook writes to a socket pair registered
-//! like any other fd).
+//! it) or, from `main`, on SIGINT or SIGTERM (a [`SignalSource`] registered like any other
+//! fd).
 #![allow(dead_code)]
 
 #[path = "../common/mod.rs"]
@@ -21,13 +21,15 @@ mod common;
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use rawloop::buffer::OutBuf;
-use rawloop::{Event, Events, Interest, Selector, Token, WakeSource, Waker};
+use rawloop::{
+    net, AcceptFailure, Event, Events, Interest, Selector, Signal, SignalSource, Token, WakeSource,
+    Waker,
+};
 use slab::Slab;
 
 /// At most this many bytes of echo wait for a client before its connection stops reading.
@@ -49,27 +51,21 @@ struct Args {
 
 /// The command line of the four programs: `<host> <port>`; exits 0 after a clean stop, 1 on
 /// an error.
-pub fn main<S: Selector>() -> ExitCode {
+pub fn main<S: Selector>(program: &str) -> ExitCode {
     common::init_logging();
     let args = Args::parse();
-    match run::<S>(&args.host, args.port) {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{}_echo_server: {e}", S::name());
-            ExitCode::FAILURE
-        }
-    }
+    common::exit_on_error(program, run::<S>(&args.host, args.port).map(drop))
 }
 
 /// Binds `host:port`, serves until SIGINT or SIGTERM, and returns what was done.
 pub fn run<S: Selector>(host: &str, port: u16) -> io::Result<Stats> {
-    let listener = TcpListener::bind((host, port))?;
+    let listener = common::listen(host, port)?;
     let mut server = Server::<S>::new(listener)?;
     server.stop_on_signals()?;
     println!(
         "starting up on {host} port {} ({} backend)",
         server.local_addr()?.port(),
-        S::name()
+        server.selector.name()
     );
     let stats = server.run()?;
     println!("shutting down");
@@ -137,7 +133,7 @@ pub struct Server<S: Selector> {
     listener: TcpListener,
     conns: Slab<Conn>,
     wake: WakeSource,
-    signals: Option<UnixStream>,
+    signals: Option<SignalSource>,
     /// While set, the listener is out of the selector until then (after EMFILE and such).
     accept_paused_until: Option<Instant>,
     stats: Stats,
@@ -145,11 +141,9 @@ pub struct Server<S: Selector> {
 }
 
 impl<S: Selector> Server<S> {
-    /// A server on a new selector, with `listener` (made non-blocking) and the waker
-    /// registered.
+    /// A server on a new selector, with `listener` (non-blocking) and the waker registered.
     pub fn new(listener: TcpListener) -> io::Result<Server<S>> {
         let mut selector = S::new()?;
-        listener.set_nonblocking(true)?;
         selector.register(listener.as_raw_fd(), LISTENER, Interest::READABLE)?;
         let wake = selector.new_waker(WAKER)?;
         Ok(Server {
@@ -175,18 +169,15 @@ impl<S: Selector> Server<S> {
         self.wake.waker()
     }
 
-    /// Makes SIGINT and SIGTERM stop [`run`](Server::run): signal-hook's handler writes a
-    /// byte to a socket pair whose other end is registered here.
+    /// Makes SIGINT and SIGTERM stop [`run`](Server::run): a [`SignalSource`] registered
+    /// here becomes readable when one arrives.
     pub fn stop_on_signals(&mut self) -> io::Result<()> {
-        let (read, write) = UnixStream::pair()?;
-        read.set_nonblocking(true)?;
-        write.set_nonblocking(true)?;
-        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            signal_hook::low_level::pipe::register(signal, write.try_clone()?)?;
-        }
+        let mut signals = SignalSource::new()?;
+        signals.add(Signal::SIGINT)?;
+        signals.add(Signal::SIGTERM)?;
         self.selector
-            .register(read.as_raw_fd(), SIGNALS, Interest::READABLE)?;
-        self.signals = Some(read);
+            .register(signals.fd(), SIGNALS, Interest::READABLE)?;
+        self.signals = Some(signals);
         Ok(())
     }
 
@@ -213,7 +204,7 @@ impl<S: Selector> Server<S> {
             }
         }
         if let Some(signals) = &self.signals {
-            let _ = self.selector.deregister(signals.as_raw_fd());
+            let _ = self.selector.deregister(signals.fd());
         }
         result.map(|()| self.stats.clone())
     }
@@ -251,7 +242,11 @@ impl<S: Selector> Server<S> {
                         }
                     }
                     SIGNALS => {
-                        log::info!("signal received, shutting down");
+                        let mut arrived = Vec::new();
+                        if let Some(signals) = self.signals.as_mut() {
+                            signals.drain(&mut arrived)?;
+                        }
+                        log::info!("{arrived:?} received, shutting down");
                         return Ok(());
                     }
                     Token(key) => self.service(key, event),
@@ -263,7 +258,7 @@ impl<S: Selector> Server<S> {
     /// Accepts every pending connection.
     fn accept(&mut self) -> io::Result<()> {
         loop {
-            match self.listener.accept() {
+            match net::accept_tcp(&self.listener) {
                 Ok((stream, addr)) => {
                     log::info!("  connection from {addr}");
                     self.stats.accepted += 1;
@@ -272,29 +267,25 @@ impl<S: Selector> Server<S> {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::ConnectionAborted
-                            | io::ErrorKind::ConnectionReset
-                            | io::ErrorKind::Interrupted
-                    ) => {}
-                // Out of fds or memory: the connection stays queued and the listener stays
-                // readable, so take it out of the selector for a while instead of spinning.
-                Err(e) => {
-                    log::warn!("accept: {e}; pausing accepts for {ACCEPT_PAUSE:?}");
-                    self.selector.deregister(self.listener.as_raw_fd())?;
-                    self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
-                    return Ok(());
-                }
+                Err(e) => match AcceptFailure::of(&e) {
+                    AcceptFailure::Skip => {}
+                    // Out of fds or memory: the connection stays queued and the listener
+                    // stays readable, so take it out of the selector for a while instead of
+                    // spinning on it.
+                    AcceptFailure::Pause => {
+                        log::warn!("accept: {e}; pausing accepts for {ACCEPT_PAUSE:?}");
+                        self.selector.deregister(self.listener.as_raw_fd())?;
+                        self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+                        return Ok(());
+                    }
+                    AcceptFailure::Fatal => return Err(e),
+                },
             }
         }
     }
 
     /// Registers a new connection under its slab key.
     fn add(&mut self, stream: TcpStream, addr: SocketAddr) -> io::Result<()> {
-        stream.set_nonblocking(true)?;
-        let _ = stream.set_nodelay(true);
         let entry = self.conns.vacant_entry();
         self.selector
             .register(stream.as_raw_fd(), Token(entry.key()), Interest::READABLE)?;

@@ -8,7 +8,7 @@
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -183,23 +183,21 @@ impl<S: Read + Write + 'static> Handler<S> for ClientConnection {
     }
 }
 
-/// Connects to `addr`, sends `requests` on one connection and returns the responses, on a
-/// reactor of its own.
+/// Connects to `addr` without blocking, sends `requests` on one connection and returns the
+/// responses, running rounds of `reactor` until then (whatever else is registered there is
+/// served meanwhile).
 pub fn exchange<S: Selector>(
+    reactor: &mut Reactor<S>,
     addr: SocketAddr,
     requests: &[Message],
     config: ClientConfig,
 ) -> io::Result<Vec<Message>> {
-    let mut reactor = Reactor::<S>::new()?;
-    log::info!(
-        "starting connection to {}",
-        super::server::python_addr(addr)
-    );
-    let stream = TcpStream::connect(addr)?;
-    stream.set_nodelay(true)?;
-    let (connection, exchange) =
-        ClientConnection::new(super::server::python_addr(addr), requests, config)?;
-    reactor.register(stream, Interest::WRITABLE, connection)?;
+    let peer = super::server::python_addr(addr);
+    log::info!("starting connection to {peer}");
+    let (connection, exchange) = ClientConnection::new(peer, requests, config)?;
+    reactor
+        .context()
+        .connect(addr, Interest::WRITABLE, connection)?;
     while !exchange.borrow().finished {
         reactor.run_once(None)?;
     }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::buffer::OutBuf;
 use crate::protocol::codec::{self, Decoder, Message, DEFAULT_MAX_CONTENT_LEN};
-use crate::{Context, Event, Handler, Interest, Reactor, Selector, TimerId, Token};
+use crate::{Acceptor, Context, Event, Handler, Interest, Reactor, Selector, TimerId, Token};
 
 /// How much one read event takes from the socket at most.
 const READ_CHUNK: usize = 64 * 1024;
@@ -204,53 +204,23 @@ impl<S: Read + Write + 'static> Handler<S> for ServerConnection {
     }
 }
 
-/// Registers `listener` so that each connection it accepts is served with `config`.
+/// Registers `listener` (non-blocking, as [`net::listen_tcp`](crate::net::listen_tcp) makes
+/// it) so that each connection it accepts is served with `config`.
 pub fn serve<S: Selector>(
     reactor: &mut Reactor<S>,
     listener: TcpListener,
     config: ServerConfig,
 ) -> io::Result<Token> {
-    reactor.register(
-        listener,
-        Interest::READABLE,
-        move |listener: &mut TcpListener, cx: &mut Context<'_>, _: Event| {
-            accept(listener, cx, config)
-        },
-    )
-}
-
-fn accept(
-    listener: &mut TcpListener,
-    cx: &mut Context<'_>,
-    config: ServerConfig,
-) -> io::Result<()> {
-    loop {
-        let (stream, peer) = match listener.accept() {
-            Ok(accepted) => accepted,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
-            Err(e) => return pause_accepting(cx, e),
-        };
+    let acceptor = Acceptor::tcp(move |stream, peer, cx| {
         log::info!("accepted connection from {}", python_addr(peer));
-        stream.set_nodelay(true)?;
         cx.register(
             stream,
             Interest::READABLE,
             ServerConnection::new(python_addr(peer), config),
         )?;
-    }
-}
-
-/// Out of fds or memory: the listener stays readable, so stop watching it for 100 ms
-/// rather than spin on it.
-fn pause_accepting(cx: &mut Context<'_>, error: io::Error) -> io::Result<()> {
-    log::warn!("accept: {error}; pausing accepts for 100 ms");
-    let me = cx.token().expect("a handler has a token");
-    cx.set_interest(Interest::empty())?;
-    cx.call_after(Duration::from_millis(100), move |cx| {
-        cx.set_interest_of(me, Interest::READABLE)
+        Ok(())
     });
-    Ok(())
+    reactor.register(listener, Interest::READABLE, acceptor)
 }
 
 /// An address as the reference prints it: `('127.0.0.1', 65432)`.

@@ -127,3 +127,33 @@ pub fn echo_round_trip(
     sender.join().expect("sender panicked")?;
     Ok(back)
 }
+
+/// The backend name of selector type `S`.
+pub fn backend_name<S: rawloop::Selector>() -> &'static str {
+    S::new().expect("a selector").name()
+}
+
+/// A non-blocking TCP listener on a free loopback port, ready to register.
+pub fn loopback_listener() -> std::net::TcpListener {
+    let addr = rawloop::net::resolve("127.0.0.1", 0).unwrap();
+    rawloop::net::listen_tcp(addr, &rawloop::net::ListenOptions::default())
+        .expect("listening on a loopback port")
+}
+
+/// A non-blocking UDP socket on a free loopback port, ready to register.
+pub fn loopback_udp() -> std::net::UdpSocket {
+    let addr = rawloop::net::resolve("127.0.0.1", 0).unwrap();
+    rawloop::net::bind_udp(addr, &rawloop::net::UdpOptions::default())
+        .expect("binding a loopback UDP port")
+}
+
+/// A connected pair of Unix streams: the first non-blocking, to register; the second
+/// blocking, for the test to drive.
+pub fn stream_pair() -> (
+    std::os::unix::net::UnixStream,
+    std::os::unix::net::UnixStream,
+) {
+    let (ours, theirs) = rawloop::net::socketpair().unwrap();
+    rawloop::net::set_nonblocking(&theirs, false).unwrap();
+    (ours, theirs)
+}
