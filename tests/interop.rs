@@ -1,7 +1,7 @@
 //! Interop with a Python peer on every backend: `tests/python/peer.py` (written from
-//! `shared/PROTOCOL.md`, framing exactly as the Python reference programs do) as the client of
+//! `docs/protocol.md`, framing exactly as the Python reference programs do) as the client of
 //! rawloop's server and as the server of rawloop's client, plus the exact bytes of
-//! PROTOCOL.md's morpheus exchange.
+//! docs/protocol.md's morpheus exchange.
 //!
 //! python3 is on every machine of this project; without it these tests fail and say so.
 
@@ -24,13 +24,13 @@ const PEER_DEADLINE: Duration = Duration::from_secs(10);
 
 const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/peer.py");
 
-/// The morpheus request as PROTOCOL.md shows it: `00 67`, 103 header bytes, 41 content bytes.
+/// The morpheus request as docs/protocol.md shows it: `00 67`, 103 header bytes, 41 content bytes.
 const MORPHEUS_REQUEST: &[u8] = b"\x00\x67{\"byteorder\": \"little\", \"content-type\": \"text/json\", \"content-encoding\": \"utf-8\", \"content-length\": 41}{\"action\": \"search\", \"value\": \"morpheus\"}";
 
 /// The reference server's whole response to it, 148 bytes (U+1F430 is `f0 9f 90 b0`).
 const MORPHEUS_RESPONSE: &[u8] = b"\x00\x67{\"byteorder\": \"little\", \"content-type\": \"text/json\", \"content-encoding\": \"utf-8\", \"content-length\": 43}{\"result\": \"Follow the white rabbit. \xf0\x9f\x90\xb0\"}";
 
-/// PROTOCOL.md's binary request for `binary hello`: 140 bytes, 127 header bytes.
+/// docs/protocol.md's binary request for `binary hello`: 140 bytes, 127 header bytes.
 const BINARY_REQUEST: &[u8] = b"\x00\x7f{\"byteorder\": \"little\", \"content-type\": \"binary/custom-client-binary-type\", \"content-encoding\": \"binary\", \"content-length\": 11}binaryhello";
 
 /// The answer to it: `First 10 bytes of request: binaryhell` (37 bytes) in a frame whose
@@ -43,7 +43,7 @@ enum Expect {
     Binary(&'static [u8]),
 }
 
-/// The five requests of PROTOCOL.md's response table and the reference client's binary one.
+/// The five requests of docs/protocol.md's response table and the reference client's binary one.
 /// `ref:` sends what the reference app-client sends for `<action> <value>`; `json:a:b` is a
 /// text/json request with action `a` (the reference client sends any non-search action as
 /// binary, so only a JSON request reaches the invalid-action answer).
@@ -188,7 +188,7 @@ fn field<'a>(report: &'a Value, key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {key} in {report}"))
 }
 
-/// peer.py as the client of rawloop's server: every result as PROTOCOL.md says, every frame
+/// peer.py as the client of rawloop's server: every result as docs/protocol.md says, every frame
 /// byte for byte as rawloop's own codec writes it.
 pub fn python_client_against_rawloop_server<S: Selector + 'static>() {
     let (server, addr) = start::<S>();
@@ -306,7 +306,7 @@ fn raw_exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
     response
 }
 
-/// The exact bytes rawloop's server sends for PROTOCOL.md's requests, then closes.
+/// The exact bytes rawloop's server sends for docs/protocol.md's requests, then closes.
 pub fn raw_bytes_of_the_protocol_md_exchange<S: Selector + 'static>() {
     assert_eq!(MORPHEUS_REQUEST.len(), 146);
     assert_eq!(MORPHEUS_RESPONSE.len(), 148);
