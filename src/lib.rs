@@ -31,6 +31,7 @@
 
 mod backend;
 pub mod buffer;
+#[cfg(feature = "protocol")]
 pub mod protocol;
 mod reactor;
 mod selector;
