@@ -1,9 +1,9 @@
-//! The Message-protocol codec (`src/protocol/codec.rs`, frames of `shared/PROTOCOL.md`):
+//! The Message-protocol codec (`src/protocol/codec.rs`, the frames of `docs/protocol.md`):
 //! encoding and decoding the reference requests and responses, with no I/O.
 //!
 //! `cargo bench --bench codec`
 //!
-//! * encode: the search request (105 bytes), its text response (148 bytes), and a binary
+//! * encode: the search request (146 bytes), its text response (148 bytes), and a binary
 //!   request with 4 KiB of content;
 //! * decode: each of those frames fed whole, the search request fed one byte at a time (the
 //!   worst fragmentation a socket can produce), and 100 search requests back to back fed in

@@ -217,6 +217,9 @@ impl Guard {
                 if let Some(cpu) = cpu {
                     pin(0, cpu)?;
                 }
+                // Linux only; elsewhere a child outlives a runner that is killed outright
+                // (Guard's Drop still kills it on every ordinary exit).
+                #[cfg(any(target_os = "linux", target_os = "android"))]
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(io::Error::last_os_error());
                 }
@@ -271,6 +274,7 @@ impl Drop for Guard {
 }
 
 /// Pins process `pid` (0: the caller) to `cpu`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn pin(pid: libc::pid_t, cpu: usize) -> io::Result<()> {
     // SAFETY: cpu_set_t is plain data; CPU_SET writes inside it (cpu < CPU_SETSIZE is checked
     // by the caller's choice of cpus from the affinity mask).
@@ -284,7 +288,15 @@ fn pin(pid: libc::pid_t, cpu: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// Pinning needs sched_setaffinity (Linux): elsewhere nothing is pinned (`allowed_cpus` is
+/// empty, so this is never called).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn pin(_pid: libc::pid_t, _cpu: usize) -> io::Result<()> {
+    Ok(())
+}
+
 /// The cpus this process may run on.
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn allowed_cpus() -> Vec<usize> {
     // SAFETY: as in `pin`; sched_getaffinity fills the set we own.
     unsafe {
@@ -296,6 +308,12 @@ fn allowed_cpus() -> Vec<usize> {
             .filter(|&c| libc::CPU_ISSET(c, &set))
             .collect()
     }
+}
+
+/// Without sched_getaffinity: none known, so nothing is pinned.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn allowed_cpus() -> Vec<usize> {
+    Vec::new()
 }
 
 /// Raises the soft limit on open files to the hard limit (children inherit it).
@@ -1288,6 +1306,10 @@ fn run(args: &Args) -> Result<(), String> {
     let cells = cells(&plan);
     eprintln!(
         "compare: {machine}; open-file limit {nofile}; servers on cpu {server_cpu:?}, load on cpu {loadgen_cpu:?}"
+    );
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    eprintln!(
+        "compare: CPU pinning is Linux-only (sched_setaffinity): servers and load generator are not pinned here"
     );
     eprintln!(
         "compare: {} rounds x {} cells x {} servers, {} s warmup + {} s measured each",

@@ -1,4 +1,4 @@
-//! A load generator for echo servers and for the Message protocol (`shared/PROTOCOL.md`),
+//! A load generator for echo servers and for the Message protocol (`docs/protocol.md`),
 //! used by `benches/compare.rs` and usable by hand.
 //!
 //! It opens `--idle` connections first and leaves them open (each is first checked with a

@@ -35,6 +35,7 @@ pub mod buffer;
 mod context;
 mod handler;
 pub mod net;
+#[cfg(feature = "protocol")]
 pub mod protocol;
 mod reactor;
 mod remote;
@@ -59,6 +60,7 @@ mod epoll;
 mod kqueue;
 
 #[cfg(rawloop_libkqueue)]
+#[path = "../backends/libkqueue.rs"]
 mod libkqueue;
 
 pub use acceptor::{AcceptFailure, AcceptOptions, Acceptor};
@@ -82,23 +84,19 @@ pub use epoll::Epoll;
 #[cfg(rawloop_kqueue)]
 pub use kqueue::Kqueue;
 
-/// The backend chosen at build time: epoll on Linux, kqueue on macOS and the BSDs, poll
-/// elsewhere; a `default-select`/`default-poll`/`default-epoll`/`default-kqueue` feature
-/// overrides it.
 #[cfg(rawloop_default = "select")]
-pub type DefaultSelector = Select;
-/// The backend chosen at build time: epoll on Linux, kqueue on macOS and the BSDs, poll
-/// elsewhere; a `default-select`/`default-poll`/`default-epoll`/`default-kqueue` feature
-/// overrides it.
+use select::Select as Chosen;
+
 #[cfg(rawloop_default = "poll")]
-pub type DefaultSelector = Poll;
-/// The backend chosen at build time: epoll on Linux, kqueue on macOS and the BSDs, poll
-/// elsewhere; a `default-select`/`default-poll`/`default-epoll`/`default-kqueue` feature
-/// overrides it.
+use poll::Poll as Chosen;
+
 #[cfg(rawloop_default = "epoll")]
-pub type DefaultSelector = Epoll;
+use epoll::Epoll as Chosen;
+
+#[cfg(rawloop_default = "kqueue")]
+use kqueue::Kqueue as Chosen;
+
 /// The backend chosen at build time: epoll on Linux, kqueue on macOS and the BSDs, poll
 /// elsewhere; a `default-select`/`default-poll`/`default-epoll`/`default-kqueue` feature
 /// overrides it.
-#[cfg(rawloop_default = "kqueue")]
-pub type DefaultSelector = Kqueue;
+pub type DefaultSelector = Chosen;

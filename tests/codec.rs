@@ -1,4 +1,4 @@
-//! The Message protocol codec against the frames of `shared/PROTOCOL.md` and every class of
+//! The Message protocol codec against the frames of `docs/protocol.md` and every class of
 //! malformed input.
 
 use rawloop::protocol::codec::{
@@ -47,7 +47,7 @@ fn binary_response() -> Vec<u8> {
     )
 }
 
-/// Encodes `message` as a little-endian host would, as the frames of PROTOCOL.md were.
+/// Encodes `message` as a little-endian host would, as the frames of docs/protocol.md were.
 fn encode_little(mut message: Message) -> Vec<u8> {
     message.byteorder = "little".to_owned();
     message.encode().expect("encodable")

@@ -1,7 +1,7 @@
 //! The pure codec of the Message protocol: bytes in, messages out, and back. No I/O.
 //!
 //! A frame is a big-endian `u16` header length, a UTF-8 JSON header object of that length, and
-//! exactly `content-length` bytes of content (see `shared/PROTOCOL.md`).
+//! exactly `content-length` bytes of content (see `docs/protocol.md` in the crate).
 //!
 //! * [`Message`] is one frame, decoded or to be sent; [`Message::encode`] writes it byte for byte
 //!   as the Python reference programs (`libclient.py`, `libserver.py`) do.

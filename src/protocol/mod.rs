@@ -4,7 +4,8 @@
 //!
 //! A frame is a big-endian `u16` header length, a UTF-8 JSON header object with the keys
 //! `byteorder`, `content-type`, `content-encoding` and `content-length`, then exactly
-//! `content-length` bytes of content. `shared/PROTOCOL.md` is the full description.
+//! `content-length` bytes of content. The crate's `docs/protocol.md` describes it
+//! byte for byte.
 //!
 //! [`codec`] is the pure part, bytes in and messages out, with no I/O:
 //!

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A Message-protocol peer for rawloop's interop tests, written from shared/PROTOCOL.md.
+"""A Message-protocol peer for rawloop's interop tests, written from docs/protocol.md.
 
 Standard library only. Loopback only. Every socket operation has a timeout.
 
@@ -13,7 +13,7 @@ Standard library only. Loopback only. Every socket operation has a timeout.
   peer.py server COUNT
       Listens on 127.0.0.1, an ephemeral port, and prints `LISTENING <port>`. Then accepts
       COUNT connections one after another, reads one request from each, answers it as
-      PROTOCOL.md says, closes it, and prints one JSON object per request (see `report`).
+      docs/protocol.md says, closes it, and prints one JSON object per request (see `report`).
       Gives up if no connection comes within the timeout.
 
 Any framing error ends the program with status 1 and the reason on stderr.
@@ -155,7 +155,7 @@ def run_client(host, port, specs):
 
 
 def respond(header, content):
-    """The answer PROTOCOL.md gives for a request (never waits, never spins)."""
+    """The answer docs/protocol.md gives for a request (never waits, never spins)."""
     if header["content-type"] != TEXT_JSON:
         return encode(SERVER_BINARY, "binary", BINARY_PREFIX + content[:10])
     request = decode_json(header, content)
