@@ -10,7 +10,6 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -273,10 +272,23 @@ pub fn timeouts_are_never_early<S: Selector>() {
     }
 }
 
+/// Set by the SIGUSR1 handler of [`signal_during_wait_resumes_it`].
+static GOT_SIGUSR1: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn note_sigusr1(_: libc::c_int) {
+    GOT_SIGUSR1.store(true, Ordering::SeqCst);
+}
+
 /// A wait interrupted by a signal goes on for the time that is left.
 pub fn signal_during_wait_resumes_it<S: Selector>() {
-    let got = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(libc::SIGUSR1, got.clone()).unwrap();
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(
+        SigHandler::Handler(note_sigusr1),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only stores to an atomic.
+    unsafe { sigaction(Signal::SIGUSR1, &action) }.unwrap();
     let mut sel = S::new().unwrap();
     // SAFETY: pthread_self has no preconditions.
     let me = unsafe { libc::pthread_self() };
@@ -294,7 +306,10 @@ pub fn signal_during_wait_resumes_it<S: Selector>() {
         start.elapsed()
     );
     sender.join().unwrap();
-    assert!(got.load(Ordering::SeqCst), "the signal was delivered");
+    assert!(
+        GOT_SIGUSR1.load(Ordering::SeqCst),
+        "the signal was delivered"
+    );
 }
 
 /// An fd number closed after deregister and reused by a new socket is a new registration.
