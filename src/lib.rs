@@ -29,6 +29,11 @@
 //! ```
 #![warn(missing_docs)]
 
+/// The README's code, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 mod acceptor;
 mod backend;
 pub mod buffer;

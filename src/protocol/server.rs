@@ -197,6 +197,17 @@ impl<S: Read + Write + 'static> Handler<S> for ServerConnection {
         Ok(())
     }
 
+    /// At shutdown a connection answers the request it is reading, then closes (keep-alive
+    /// ends); one with no request under way closes at once.
+    fn shutdown(&mut self, _: &mut S, cx: &mut Context<'_>) -> io::Result<()> {
+        self.config.keep_alive = false;
+        let idle = self.decoder.buffered() == 0 && self.out.is_empty() && !self.done_reading;
+        if idle {
+            cx.close();
+        }
+        Ok(())
+    }
+
     fn closed(&mut self, _: &mut S, error: Option<&io::Error>) {
         if let Some(e) = error {
             log::warn!("closing connection to {}: {e}", self.peer);

@@ -157,3 +157,104 @@ pub fn stream_pair() -> (
     rawloop::net::set_nonblocking(&theirs, false).unwrap();
     (ours, theirs)
 }
+
+/// The path of example program `name`, built first if it is missing or out of date: `cargo
+/// test` builds the examples before it runs the tests, `cargo test --test x` does not.
+pub fn example_bin(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/<test> -> target/<profile>/examples/<name>
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("a target directory");
+    let path = dir.join("examples").join(name);
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == name) {
+        let mut cargo = std::process::Command::new(env!("CARGO"));
+        cargo.args(["build", "--quiet", "--example", name]);
+        if dir.ends_with("release") {
+            cargo.arg("--release");
+        }
+        let status = cargo.status().expect("running cargo build");
+        assert!(status.success(), "cargo build --example {name} failed");
+        built.push(name.to_string());
+    }
+    path
+}
+
+/// A loopback port that was free a moment ago, for a program that binds it itself.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// Sends `signal` to the process `child`.
+pub fn send_signal(child: &std::process::Child, signal: nix::sys::signal::Signal) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, signal).expect("kill");
+}
+
+/// Connects to 127.0.0.1:`port`, retrying for a few seconds while the server starts.
+pub fn connect_retrying(port: u16) -> std::net::TcpStream {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => return s,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("connecting to 127.0.0.1:{port}: {e}"),
+        }
+    }
+}
+
+/// Waits for `child` to exit, at most `limit`; kills it and fails if it does not.
+pub fn wait_exit(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the program did not exit within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Instantiates generic test functions `fn name<S: Selector>()` once per backend compiled
+/// here: a module per backend (`select::name`, `poll::name`, `epoll::name`, `kqueue::name`),
+/// each with a `#[test]` that calls `name::<Backend>()`. Attributes before a name (a `cfg`,
+/// `ignore`) go on its tests.
+macro_rules! per_backend {
+    ($($(#[$attr:meta])* $name:ident),* $(,)?) => {
+        $crate::common::per_backend!(@backend select, rawloop::Select; $($(#[$attr])* $name),*);
+        $crate::common::per_backend!(@backend poll, rawloop::Poll; $($(#[$attr])* $name),*);
+        #[cfg(rawloop_epoll)]
+        $crate::common::per_backend!(@backend epoll, rawloop::Epoll; $($(#[$attr])* $name),*);
+        #[cfg(rawloop_kqueue)]
+        $crate::common::per_backend!(@backend kqueue, rawloop::Kqueue; $($(#[$attr])* $name),*);
+    };
+    (@backend $backend:ident, $ty:ty; $($(#[$attr:meta])* $name:ident),*) => {
+        mod $backend {
+            $(
+                $(#[$attr])*
+                #[test]
+                fn $name() {
+                    super::$name::<$ty>();
+                }
+            )*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use per_backend;
