@@ -235,6 +235,7 @@ pub fn wait_exit(
 /// here: a module per backend (`select::name`, `poll::name`, `epoll::name`, `kqueue::name`),
 /// each with a `#[test]` that calls `name::<Backend>()`. Attributes before a name (a `cfg`,
 /// `ignore`) go on its tests.
+#[allow(unused_macros)]
 macro_rules! per_backend {
     ($($(#[$attr:meta])* $name:ident),* $(,)?) => {
         $crate::common::per_backend!(@backend select, rawloop::Select; $($(#[$attr])* $name),*);
