@@ -398,10 +398,14 @@ impl<S: Selector> Reactor<S> {
         Some(unsafe { BorrowedFd::borrow_raw(fd) })
     }
 
-    /// When the earliest pending timer is due; a host that nests the reactor calls
-    /// [`run_once`](Reactor::run_once) by then.
+    /// When the reactor next has work that no fd will announce: the earliest pending timer,
+    /// or now if a shutdown was asked for outside a round. A host that nests the reactor
+    /// calls [`run_once`](Reactor::run_once) by then.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.core.timers.next_deadline()
+        match self.core.shutdown {
+            Shutdown::Requested(_) => Some(Instant::now()),
+            _ => self.core.timers.next_deadline(),
+        }
     }
 
     /// Runs rounds until a handler calls [`Context::stop`], [`Reactor::stop`] is called, a
@@ -422,7 +426,7 @@ impl<S: Selector> Reactor<S> {
     /// sooner), runs the handlers of the ready sources, posted closures and signal handlers,
     /// then the timers that are due. Returns how many handlers, closures and timers ran.
     pub fn run_once(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
-        let timeout = match self.core.timers.next_deadline() {
+        let timeout = match self.next_deadline() {
             Some(deadline) => {
                 let until = deadline.saturating_duration_since(Instant::now());
                 Some(timeout.map_or(until, |t| t.min(until)))

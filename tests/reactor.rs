@@ -459,36 +459,615 @@ pub fn dropping_the_reactor_closes_every_source<S: Selector>() {
     }
 }
 
-macro_rules! reactor_suite {
-    ($backend:ident, $ty:ty) => {
-        mod $backend {
-            reactor_suite!(@tests $ty;
-                event_of_source_closed_this_round_is_not_delivered,
-                handler_error_closes_only_its_source,
-                timers_fire_in_order_and_not_early,
-                registration_timer_reaches_only_its_registration,
-                waker_stops_the_loop_from_another_thread,
-                repeated_wakes_each_wake_a_blocked_loop,
-                stop_from_a_handler_returns_from_run,
-                paused_registration_hears_nothing_until_resumed,
-                dropping_the_reactor_closes_every_source,
-                stale_token_never_reaches_the_newcomer_in_its_slot,
-            );
+// ---------------------------------------------------------------------------------------------
+// Timers: at an instant, periodic without drift, reschedule and reset, gone with their
+// registration, and no panic for a delay past the end of time.
+// ---------------------------------------------------------------------------------------------
+
+/// A callback timer at an `Instant` fires at it, not before; one rescheduled earlier fires
+/// earlier; one reset fires its delay after the reset.
+pub fn timers_at_an_instant_rescheduled_and_reset<S: Selector>() {
+    let mut reactor = Reactor::<S>::new().unwrap();
+    let fired = Rc::new(RefCell::new(Vec::<(&str, Instant)>::new()));
+    let start = Instant::now();
+    let note = |name: &'static str| {
+        let fired = fired.clone();
+        move |_: &mut Context<'_>| {
+            fired.borrow_mut().push((name, Instant::now()));
+            Ok(())
         }
     };
-    (@tests $ty:ty; $($name:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $name() {
-                super::$name::<$ty>();
-            }
-        )*
-    };
+    let mut cx = reactor.context();
+    cx.call_at(start + Duration::from_millis(60), note("at 60"));
+    let moved = cx.call_at(start + Duration::from_secs(60), note("moved to 20"));
+    assert!(cx.reschedule_timer(moved, start + Duration::from_millis(20)));
+    let reset = cx.call_after(Duration::from_millis(40), note("reset"));
+    while fired.borrow().is_empty() {
+        reactor.run_once(WAIT).unwrap();
+    }
+    // "moved to 20" fired at ~20 ms; push "reset" back 40 ms from now (~60 ms).
+    assert!(reactor.context().reset_timer(reset));
+    let reset_at = Instant::now();
+    while fired.borrow().len() < 3 {
+        reactor.run_once(WAIT).unwrap();
+    }
+    let fired = fired.borrow();
+    assert_eq!(fired[0].0, "moved to 20");
+    assert!(fired[0].1 >= start + Duration::from_millis(20));
+    assert!(fired[0].1 < start + Duration::from_secs(5));
+    let at60 = fired.iter().find(|f| f.0 == "at 60").unwrap();
+    assert!(at60.1 >= start + Duration::from_millis(60));
+    let reset = fired.iter().find(|f| f.0 == "reset").unwrap();
+    assert!(
+        reset.1 >= reset_at + Duration::from_millis(40),
+        "reset pushed it back"
+    );
+    assert_eq!(reactor.timer_count(), 0);
+    assert!(
+        !reactor.context().reset_timer(moved),
+        "a fired timer is gone"
+    );
 }
 
-reactor_suite!(select, rawloop::Select);
-reactor_suite!(poll, rawloop::Poll);
-#[cfg(rawloop_epoll)]
-reactor_suite!(epoll, rawloop::Epoll);
-#[cfg(rawloop_kqueue)]
-reactor_suite!(kqueue, rawloop::Kqueue);
+/// A periodic timer's deadlines count from the previous deadline: however late each
+/// callback runs (here every callback takes 7 ms of a 20 ms period), the n-th tick is due at
+/// start + n * period, and the ticks do not drift.
+pub fn periodic_timer_does_not_drift<S: Selector>() {
+    let mut reactor = Reactor::<S>::new().unwrap();
+    let period = Duration::from_millis(20);
+    let ticks = Rc::new(RefCell::new(Vec::<Instant>::new()));
+    let seen = ticks.clone();
+    let start = Instant::now();
+    let id = reactor.context().call_every(period, move |cx| {
+        seen.borrow_mut().push(Instant::now());
+        thread::sleep(Duration::from_millis(7));
+        if seen.borrow().len() == 10 {
+            cx.stop();
+        }
+        Ok(())
+    });
+    reactor.run().unwrap();
+    let ticks = ticks.borrow();
+    for (n, at) in ticks.iter().enumerate() {
+        let due = start + period * (n as u32 + 1);
+        assert!(*at >= due, "tick {n} came early");
+    }
+    // Drift would add 7 ms per tick (70 ms over ten); the loop's own lateness is far less.
+    let last_due = start + period * 10;
+    assert!(
+        ticks[9] < last_due + Duration::from_millis(30),
+        "tick 10 was {:?} late",
+        ticks[9] - last_due
+    );
+    assert!(reactor.context().cancel_timer(id));
+    assert_eq!(reactor.timer_count(), 0);
+}
+
+/// A registration's timers go when it closes, not when they come due.
+pub fn timers_of_a_closed_registration_are_removed<S: Selector>() {
+    let mut reactor = Reactor::<S>::new().unwrap();
+    let (a, _peer) = pair();
+    let token = reactor
+        .register(
+            a,
+            Interest::READABLE,
+            |_: &mut UnixStream, _: &mut Context<'_>, _: Event| Ok(()),
+        )
+        .unwrap();
+    let mut cx = reactor.context();
+    for i in 1..=5 {
+        cx.set_timer_of(token, Duration::from_secs(60 * i)).unwrap();
+    }
+    reactor.call_after(Duration::from_secs(60), |_| Ok(()));
+    assert_eq!(reactor.timer_count(), 6);
+    assert!(reactor.close_token(token));
+    assert_eq!(reactor.timer_count(), 1, "only the callback timer is left");
+}
+
+/// A delay past what an `Instant` can hold means "never": no panic, no early firing.
+pub fn a_delay_past_the_end_of_time_does_not_panic<S: Selector>() {
+    let mut reactor = Reactor::<S>::new().unwrap();
+    let id = reactor.call_after(Duration::MAX, |_| panic!("fired"));
+    reactor
+        .context()
+        .call_every(Duration::MAX, |_| panic!("fired"));
+    assert!(
+        reactor.context().timer_deadline(id).unwrap()
+            > Instant::now() + Duration::from_secs(1 << 40)
+    );
+    assert_eq!(reactor.run_once(Some(Duration::from_millis(5))).unwrap(), 0);
+    assert_eq!(reactor.timer_count(), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connect, panics, taking sources back, reaching them from outside, shared state.
+// ---------------------------------------------------------------------------------------------
+
+/// Records every `connected` call and every event.
+struct Connector {
+    outcomes: Rc<RefCell<Vec<io::Result<()>>>>,
+    events: Rc<AtomicUsize>,
+}
+
+impl Handler<std::net::TcpStream> for Connector {
+    fn connected(
+        &mut self,
+        _: &mut std::net::TcpStream,
+        cx: &mut Context<'_>,
+        result: io::Result<()>,
+    ) -> io::Result<()> {
+        assert_eq!(
+            self.events.load(Ordering::SeqCst),
+            0,
+            "connected comes first"
+        );
+        let failed = result.is_err();
+        self.outcomes.borrow_mut().push(result);
+        if !failed {
+            cx.close();
+        }
+        Ok(())
+    }
+    fn ready(
+        &mut self,
+        _: &mut std::net::TcpStream,
+        _: &mut Context<'_>,
+        _: Event,
+    ) -> io::Result<()> {
+        self.events.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// A connect's outcome reaches the handler exactly once: Ok for a listening port,
+/// ECONNREFUSED for a closed one; the registration is gone afterwards either way.
+pub fn connect_outcome_reaches_the_handler_once<S: Selector>() {
+    let mut reactor = Reactor::<S>::new().unwrap();
+    let listener = common::loopback_listener();
+    let open = listener.local_addr().unwrap();
+    let closed = {
+        let l = common::loopback_listener();
+        l.local_addr().unwrap()
+    };
+    for (addr, refused) in [(open, false), (closed, true)] {
+        let outcomes = Rc::new(RefCell::new(Vec::new()));
+        let events = Rc::new(AtomicUsize::new(0));
+        let handler = Connector {
+            outcomes: outcomes.clone(),
+            events: events.clone(),
+        };
+        reactor
+            .context()
+            .connect(addr, Interest::READABLE, handler)
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !reactor.is_empty() && Instant::now() < deadline {
+            reactor.run_once(Some(Duration::from_millis(50))).unwrap();
+        }
+        assert!(reactor.is_empty(), "the registration closed");
+        let outcomes = outcomes.borrow();
+        assert_eq!(outcomes.len(), 1, "exactly once");
+        match (&outcomes[0], refused) {
+            (Ok(()), false) => {}
+            (Err(e), true) => assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused, "{e}"),
+            (other, _) => panic!("{addr}: {other:?}"),
+        }
+        assert_eq!(events.load(Ordering::SeqCst), 0);
+    }
+    assert_eq!(reactor.stats().handler_errors, 0);
+}
+
+/// Regression: a panicking handler unwound out of `run`, its slot stayed `Running` forever
+/// (the slab entry leaked, its token kept working), and on poll and select its closed fd
+/// stayed registered, reported as an error every round: the loop spun, and a new fd with the
+/// same number was refused, which killed the listener of a server. Now a panic is a handler
+/// error: the registration is closed and told, and everything else goes on.
+pub fn a_panicking_handler_is_closed_and_the_loop_goes_on<S: Selector>() {
+    let mut reactor = Reactor::<S>::new().unwrap();
+    let listener = common::loopback_listener();
+    let addr = listener.local_addr().unwrap();
+    let served = Rc::new(AtomicUsize::new(0));
+    let count = served.clone();
+    let acceptor = rawloop::Acceptor::tcp(move |stream, _, cx| {
+        let n = count.fetch_add(1, Ordering::SeqCst);
+        cx.register(
+            stream,
+            Interest::READABLE,
+            move |s: &mut std::net::TcpStream, cx: &mut Context<'_>, _: Event| {
+                if n == 0 {
+                    panic!("the first connection's handler panics");
+                }
+                let mut buf = [0u8; 64];
+                match s.read(&mut buf) {
+                    Ok(0) => cx.close(),
+                    Ok(k) => s.write_all(&buf[..k])?,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+                Ok(())
+            },
+        )?;
+        Ok(())
+    });
+    reactor
+        .register(listener, Interest::READABLE, acceptor)
+        .unwrap();
+    let mut first = std::net::TcpStream::connect(addr).unwrap();
+    first.write_all(b"boom").unwrap();
+    while reactor.stats().handler_panics == 0 {
+        reactor.run_once(WAIT).unwrap();
+    }
+    assert_eq!(reactor.len(), 1, "only the listener is left");
+    // No spin: with nothing to do, a round waits its whole timeout.
+    let rounds = reactor.stats().rounds;
+    let started = Instant::now();
+    reactor.run_once(Some(Duration::from_millis(100))).unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    assert_eq!(reactor.stats().rounds, rounds + 1);
+    let mut buf = [0u8; 4];
+    assert_eq!(
+        first.read(&mut buf).unwrap_or(0),
+        0,
+        "the panicking connection was closed"
+    );
+    // 1,000 more connections, one after the other, each echoed.
+    for i in 0..1000 {
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        let msg = format!("{i}");
+        c.write_all(msg.as_bytes()).unwrap();
+        c.set_nonblocking(true).unwrap();
+        let mut got = Vec::new();
+        while got.len() < msg.len() {
+            reactor.run_once(WAIT).unwrap();
+            let mut buf = [0u8; 16];
+            match c.read(&mut buf) {
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(got, msg.as_bytes());
+        drop(c);
+        while reactor.len() > 1 {
+            reactor.run_once(WAIT).unwrap();
+        }
+    }
+    assert_eq!(reactor.len(), 1, "len() is exact");
+    let stats = reactor.stats();
+    assert_eq!(
+        (stats.handler_panics, stats.handler_errors),
+        (1, 1),
+        "{stats:?}"
+    );
+    assert_eq!(stats.registered, 1002);
+}
+
+/// A panic in a timer callback, a posted closure or a signal-free `closed` is caught too.
+pub fn panics_outside_ready_are_caught<S: Selector>() {
+    struct PanicsWhenClosed;
+    impl Handler<UnixStream> for PanicsWhenClosed {
+        fn ready(&mut self, _: &mut UnixStream, cx: &mut Context<'_>, _: Event) -> io::Result<()> {
+            cx.close();
+            Ok(())
+        }
+        fn closed(&mut self, _: &mut UnixStream, _: Option<&io::Error>) {
+            panic!("closed panics");
+        }
+    }
+    let mut reactor = Reactor::<S>::new().unwrap();
+    let (a, mut peer) = pair();
+    reactor
+        .register(a, Interest::READABLE, PanicsWhenClosed)
+        .unwrap();
+    peer.write_all(b"x").unwrap();
+    reactor.call_after(Duration::ZERO, |_| panic!("timer panics"));
+    assert!(reactor
+        .remote()
+        .post(|_| panic!("posted closure panics"))
+        .is_ok());
+    for _ in 0..3 {
+        reactor.run_once(Some(Duration::from_millis(50))).unwrap();
+    }
+    assert!(reactor.is_empty());
+    assert_eq!(reactor.timer_count(), 0);
+}
+
+/// `deregister` hands the source back, open, with nothing left in the reactor; the wrong
+/// type or an unknown token changes nothing.
+pub fn deregister_gives_the_source_back<S: Selector>() {
+    let mut reactor = Reactor::<S>::new().unwrap();
+    let (a, mut peer) = pair();
+    let token = reactor
+        .register(
+            a,
+            Interest::READABLE,
+            |_: &mut UnixStream, _: &mut Context<'_>, _: Event| panic!("never called"),
+        )
+        .unwrap();
+    reactor
+        .context()
+        .set_timer_of(token, Duration::from_secs(60))
+        .unwrap();
+    let err = reactor
+        .deregister::<std::net::TcpStream>(token)
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    assert_eq!(reactor.len(), 1);
+    let mut back: UnixStream = reactor.deregister(token).unwrap();
+    assert!(reactor.is_empty());
+    assert_eq!(reactor.timer_count(), 0);
+    peer.write_all(b"still open").unwrap();
+    // Not in the selector any more: a round reports nothing.
+    assert_eq!(
+        reactor.run_once(Some(Duration::from_millis(20))).unwrap(),
+        0
+    );
+    let mut buf = [0u8; 10];
+    back.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"still open");
+    assert_eq!(
+        reactor.deregister::<UnixStream>(token).unwrap_err().kind(),
+        io::ErrorKind::NotFound
+    );
+}
+
+/// A handler of another type than the registration's.
+struct PanicsNever;
+
+impl Handler<UnixStream> for PanicsNever {
+    fn ready(&mut self, _: &mut UnixStream, _: &mut Context<'_>, _: Event) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An output queue a host program fills from outside the handler.
+struct Outbox {
+    queued: Vec<u8>,
+}
+
+impl Handler<UnixStream> for Outbox {
+    fn ready(&mut self, s: &mut UnixStream, cx: &mut Context<'_>, ev: Event) -> io::Result<()> {
+        if ev.is_writable() && !self.queued.is_empty() {
+            let n = s.write(&self.queued)?;
+            self.queued.drain(..n);
+        }
+        if self.queued.is_empty() {
+            cx.set_interest(Interest::READABLE)?;
+        }
+        Ok(())
+    }
+}
+
+/// A host program reaches a registered source and its handler from outside: queues bytes
+/// and asks for writable, as the handler itself would.
+pub fn with_handler_reaches_a_registration_from_outside<S: Selector>() {
+    let mut reactor = Reactor::<S>::new().unwrap();
+    let (a, mut peer) = pair();
+    let token = reactor
+        .register(a, Interest::READABLE, Outbox { queued: Vec::new() })
+        .unwrap();
+    let local = reactor
+        .context()
+        .with_source(token, |s: &mut UnixStream| s.local_addr().is_ok())
+        .unwrap();
+    assert!(local);
+    reactor
+        .context()
+        .with_handler(token, |_: &mut UnixStream, h: &mut Outbox, cx| {
+            h.queued.extend_from_slice(b"from the host");
+            cx.set_interest(Interest::READABLE | Interest::WRITABLE)
+        })
+        .unwrap();
+    reactor.run_once(WAIT).unwrap();
+    let mut buf = [0u8; 13];
+    peer.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"from the host");
+    let wrong = reactor
+        .context()
+        .with_handler(token, |_: &mut UnixStream, _: &mut PanicsNever, _| Ok(()));
+    assert_eq!(wrong.unwrap_err().kind(), io::ErrorKind::InvalidInput);
+}
+
+/// One shared state, reached by every handler through its context.
+pub fn shared_data_reaches_every_handler<S: Selector>() {
+    #[derive(Default)]
+    struct Totals {
+        bytes: usize,
+    }
+    let mut reactor = Reactor::<S>::new().unwrap();
+    reactor.set_data(Totals::default());
+    let mut peers = Vec::new();
+    for _ in 0..3 {
+        let (a, peer) = pair();
+        reactor
+            .register(
+                a,
+                Interest::READABLE,
+                |s: &mut UnixStream, cx: &mut Context<'_>, _: Event| {
+                    let mut buf = [0u8; 64];
+                    let n = s.read(&mut buf)?;
+                    cx.data::<Totals>().expect("the shared state").bytes += n;
+                    Ok(())
+                },
+            )
+            .unwrap();
+        peers.push(peer);
+    }
+    for (i, peer) in peers.iter_mut().enumerate() {
+        peer.write_all(&vec![b'x'; i + 1]).unwrap();
+    }
+    while reactor.data::<Totals>().unwrap().bytes < 6 {
+        reactor.run_once(WAIT).unwrap();
+    }
+    assert_eq!(reactor.data::<Totals>().unwrap().bytes, 6);
+    assert!(
+        reactor.data::<String>().is_none(),
+        "another type is not there"
+    );
+}
+
+/// 8 threads post 10,000 closures each: every closure runs exactly once, in post order per
+/// thread; closures posted after `run` returned run in the next `run_once`; once the
+/// reactor is dropped, `post` hands the closure back.
+pub fn posted_closures_run_once_in_order_per_thread<S: Selector + 'static>() {
+    const THREADS: usize = 8;
+    const POSTS: usize = 10_000;
+    let mut reactor = Reactor::<S>::new().unwrap();
+    reactor.set_data(vec![Vec::<usize>::new(); THREADS]);
+    let remote = reactor.remote();
+    let posters: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let remote = remote.clone();
+            thread::spawn(move || {
+                for i in 0..POSTS {
+                    remote
+                        .post(move |cx| {
+                            cx.data::<Vec<Vec<usize>>>().unwrap()[t].push(i);
+                            Ok(())
+                        })
+                        .ok()
+                        .expect("the reactor is there");
+                }
+            })
+        })
+        .collect();
+    let stopper = {
+        let remote = remote.clone();
+        thread::spawn(move || {
+            for p in posters {
+                p.join().unwrap();
+            }
+            // Posted last, so everything before it has run when the loop stops.
+            remote
+                .post(|cx| {
+                    cx.stop();
+                    Ok(())
+                })
+                .ok()
+                .unwrap();
+        })
+    };
+    reactor.run().unwrap();
+    stopper.join().unwrap();
+    let seen = reactor.data::<Vec<Vec<usize>>>().unwrap();
+    for (t, list) in seen.iter().enumerate() {
+        assert_eq!(list.len(), POSTS, "thread {t}");
+        assert!(
+            list.iter().enumerate().all(|(i, &v)| i == v),
+            "thread {t} in order"
+        );
+    }
+    // After the loop stopped: queued, and run by the next round.
+    remote
+        .post(|cx| {
+            cx.data::<Vec<Vec<usize>>>().unwrap()[0].push(usize::MAX);
+            Ok(())
+        })
+        .ok()
+        .unwrap();
+    reactor.run_once(WAIT).unwrap();
+    assert_eq!(
+        reactor.data::<Vec<Vec<usize>>>().unwrap()[0].last(),
+        Some(&usize::MAX)
+    );
+    assert_eq!(reactor.stats().posted, (THREADS * POSTS + 2) as u64);
+    drop(reactor);
+    assert!(remote.post(|_| Ok(())).is_err(), "no reactor, no post");
+}
+
+/// A graceful shutdown closes the registrations that do not override `shutdown`, waits for
+/// those that finish their work, and cuts the rest when the grace period ends.
+pub fn shutdown_waits_for_finishers_and_cuts_the_rest<S: Selector>() {
+    struct Finisher {
+        stop_after: Option<Duration>,
+        closed: Rc<RefCell<Vec<(&'static str, bool)>>>,
+        name: &'static str,
+    }
+    impl Handler<UnixStream> for Finisher {
+        fn ready(&mut self, _: &mut UnixStream, _: &mut Context<'_>, _: Event) -> io::Result<()> {
+            Ok(())
+        }
+        fn shutdown(&mut self, _: &mut UnixStream, cx: &mut Context<'_>) -> io::Result<()> {
+            if let Some(after) = self.stop_after {
+                cx.set_timer(after)?;
+            }
+            Ok(())
+        }
+        fn timeout(
+            &mut self,
+            _: &mut UnixStream,
+            cx: &mut Context<'_>,
+            _: TimerId,
+        ) -> io::Result<()> {
+            cx.close();
+            Ok(())
+        }
+        fn closed(&mut self, _: &mut UnixStream, _: Option<&io::Error>) {
+            self.closed.borrow_mut().push((self.name, true));
+        }
+    }
+    let mut reactor = Reactor::<S>::new().unwrap();
+    let closed = Rc::new(RefCell::new(Vec::new()));
+    let mut peers = Vec::new();
+    for (name, stop_after) in [
+        ("finishes in 30 ms", Some(Duration::from_millis(30))),
+        ("never finishes", None),
+    ] {
+        let (a, peer) = pair();
+        let handler = Finisher {
+            stop_after,
+            closed: closed.clone(),
+            name,
+        };
+        reactor.register(a, Interest::READABLE, handler).unwrap();
+        peers.push(peer);
+    }
+    let (idle, _idle_peer) = pair();
+    reactor
+        .register(
+            idle,
+            Interest::READABLE,
+            |_: &mut UnixStream, _: &mut Context<'_>, _: Event| Ok(()),
+        )
+        .unwrap();
+    reactor.shutdown(Duration::from_millis(200));
+    let started = Instant::now();
+    reactor.run().unwrap();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(200) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    assert!(reactor.is_empty());
+    assert_eq!(
+        *closed.borrow(),
+        [("finishes in 30 ms", true), ("never finishes", true)]
+    );
+    assert_eq!(reactor.stats().cut_at_shutdown, 1);
+    assert!(!reactor.is_shutting_down(), "done, and ready to run again");
+}
+
+common::per_backend!(
+    event_of_source_closed_this_round_is_not_delivered,
+    handler_error_closes_only_its_source,
+    timers_fire_in_order_and_not_early,
+    registration_timer_reaches_only_its_registration,
+    waker_stops_the_loop_from_another_thread,
+    repeated_wakes_each_wake_a_blocked_loop,
+    stop_from_a_handler_returns_from_run,
+    paused_registration_hears_nothing_until_resumed,
+    dropping_the_reactor_closes_every_source,
+    stale_token_never_reaches_the_newcomer_in_its_slot,
+    timers_at_an_instant_rescheduled_and_reset,
+    periodic_timer_does_not_drift,
+    timers_of_a_closed_registration_are_removed,
+    a_delay_past_the_end_of_time_does_not_panic,
+    connect_outcome_reaches_the_handler_once,
+    a_panicking_handler_is_closed_and_the_loop_goes_on,
+    panics_outside_ready_are_caught,
+    deregister_gives_the_source_back,
+    with_handler_reaches_a_registration_from_outside,
+    shared_data_reaches_every_handler,
+    posted_closures_run_once_in_order_per_thread,
+    shutdown_waits_for_finishers_and_cuts_the_rest,
+);
