@@ -509,27 +509,26 @@ fn cpu_time(pid: u32) -> Result<Duration, String> {
             .and_then(|f| f.parse().ok())
             .ok_or_else(|| format!("no field {i} in /proc/{pid}/stat"))
     };
-    // SAFETY: sysconf only reads a configuration value.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100)
+        .max(1) as u64;
     let total = ticks(14)? + ticks(15)?;
     Ok(Duration::from_nanos(total * 1_000_000_000 / hz))
 }
 
 /// Raises the soft limit on open files to the hard limit; returns the soft limit.
-fn raise_nofile() -> libc::rlim_t {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+#[allow(clippy::unnecessary_cast)] // rlim_t is i64 on FreeBSD
+fn raise_nofile() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 0;
     };
-    // SAFETY: getrlimit and setrlimit read and write one rlimit struct we own.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        return hard as u64;
     }
-    lim.rlim_cur
+    soft as u64
 }
 
 fn seconds(s: f64, what: &str) -> Result<Duration, String> {
