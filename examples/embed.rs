@@ -14,11 +14,9 @@
 
 mod common;
 
-use std::cell::RefCell;
 use std::io::{self, Read};
 use std::net::TcpStream;
 use std::process::ExitCode;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -87,12 +85,11 @@ pub fn run_embedded<S: Selector>(
     reactor.register(listener, Interest::READABLE, acceptor)?;
 
     // The client, connecting without blocking.
-    let progress = Rc::new(RefCell::new(Progress::default()));
-    reactor.context().connect(
-        addr,
-        Interest::WRITABLE,
-        Pinger::new(rounds, progress.clone()),
-    )?;
+    // What the pinger shares with this loop: the reactor's shared state.
+    reactor.set_data(Progress::default());
+    reactor
+        .context()
+        .connect(addr, Interest::WRITABLE, Pinger::new(rounds))?;
 
     // The program's own loop.
     let start = Instant::now();
@@ -101,10 +98,10 @@ pub fn run_embedded<S: Selector>(
     let mut ticks = 0;
     let mut rounds_run = 0;
     loop {
-        if let Some(e) = progress.borrow_mut().error.take() {
+        if let Some(e) = progress(&mut reactor).error.take() {
             return Err(e);
         }
-        let done = progress.borrow().round_trips;
+        let done = progress(&mut reactor).round_trips;
         let now = Instant::now();
         if done >= rounds {
             log::info!("{done} round trips done");
@@ -130,7 +127,7 @@ pub fn run_embedded<S: Selector>(
         rounds_run += 1;
     }
     let report = Report {
-        round_trips: progress.borrow().round_trips,
+        round_trips: progress(&mut reactor).round_trips,
         ticks,
         rounds_run,
         elapsed: start.elapsed(),
@@ -138,6 +135,16 @@ pub fn run_embedded<S: Selector>(
     // Dropping the reactor closes the listener and both ends of the connection.
     drop(reactor);
     Ok(report)
+}
+
+/// The loop's view of the shared [`Progress`].
+fn progress<S: Selector>(reactor: &mut Reactor<S>) -> &mut Progress {
+    reactor.data().expect("run_embedded set the progress")
+}
+
+/// A handler's view of the shared [`Progress`].
+fn progress_of<'a>(cx: &'a mut Context<'_>) -> &'a mut Progress {
+    cx.data().expect("run_embedded set the progress")
 }
 
 /// The client's state machine: sends one line, reads until its echo is complete, checks it,
@@ -148,18 +155,16 @@ struct Pinger {
     line: Vec<u8>,
     got: Vec<u8>,
     out: OutBuf,
-    progress: Rc<RefCell<Progress>>,
 }
 
 impl Pinger {
-    fn new(rounds: u64, progress: Rc<RefCell<Progress>>) -> Pinger {
+    fn new(rounds: u64) -> Pinger {
         Pinger {
             rounds,
             sent: 0,
             line: Vec::new(),
             got: Vec::new(),
             out: OutBuf::new(common::OUTPUT_LIMIT),
-            progress,
         }
     }
 
@@ -215,7 +220,7 @@ impl Pinger {
             }
             if !self.got.is_empty() && self.got.len() == self.line.len() {
                 log::debug!("client: received {}", common::show(&self.got));
-                self.progress.borrow_mut().round_trips += 1;
+                progress_of(cx).round_trips += 1;
                 self.send_next(stream)?;
             }
         }
@@ -231,14 +236,12 @@ impl Handler<TcpStream> for Pinger {
     fn connected(
         &mut self,
         stream: &mut TcpStream,
-        _: &mut Context<'_>,
+        cx: &mut Context<'_>,
         result: io::Result<()>,
     ) -> io::Result<()> {
         match &result {
             Ok(()) => log::info!("client: connected from {}", stream.local_addr()?),
-            Err(e) => {
-                self.progress.borrow_mut().error = Some(io::Error::new(e.kind(), e.to_string()))
-            }
+            Err(e) => progress_of(cx).error = Some(io::Error::new(e.kind(), e.to_string())),
         }
         result
     }
@@ -251,7 +254,7 @@ impl Handler<TcpStream> for Pinger {
     ) -> io::Result<()> {
         let result = self.step(stream, cx, event);
         if let Err(e) = &result {
-            self.progress.borrow_mut().error = Some(io::Error::new(e.kind(), e.to_string()));
+            progress_of(cx).error = Some(io::Error::new(e.kind(), e.to_string()));
         }
         // An error also closes the registration (and is logged by the reactor).
         result

@@ -16,12 +16,10 @@
 
 mod common;
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -91,22 +89,24 @@ pub fn run_client<S: Selector>(
     messages: &[Vec<u8>],
     timeout: Duration,
 ) -> io::Result<Summary> {
-    let shared = Rc::new(RefCell::new(Shared {
+    // The connections' totals are the reactor's shared state, reached through each
+    // handler's context.
+    reactor.set_data(Shared {
         summary: Summary {
             connections,
             ..Summary::default()
         },
         done: vec![false; connections],
-    }));
+    });
     let mut tokens = Vec::with_capacity(connections);
     for connid in 1..=connections {
         log::info!("starting connection {connid} to {addr}");
-        let conn = Conn::new(connid, messages, shared.clone());
+        let conn = Conn::new(connid, messages);
         let registered = reactor.context().connect(addr, Interest::WRITABLE, conn);
         match registered {
             Ok(token) => tokens.push((connid, token)),
             Err(e) => {
-                let mut sh = shared.borrow_mut();
+                let sh = shared(reactor);
                 sh.summary.failed += 1;
                 sh.done[connid - 1] = true;
                 log::warn!("connection {connid} failed: {e}");
@@ -116,7 +116,7 @@ pub fn run_client<S: Selector>(
     let deadline = Instant::now() + timeout;
     loop {
         let finished = {
-            let sh = shared.borrow();
+            let sh = shared(reactor);
             sh.summary.completed + sh.summary.failed == sh.summary.connections
         };
         if finished {
@@ -129,7 +129,7 @@ pub fn run_client<S: Selector>(
                 // Only the connections still open: a finished one's token may already name
                 // another registration of this reactor. Closing tells the handler, which
                 // counts the connection as failed.
-                let open = !shared.borrow().done[connid - 1];
+                let open = !shared(reactor).done[connid - 1];
                 if open {
                     reactor.close_token(token);
                 }
@@ -138,8 +138,12 @@ pub fn run_client<S: Selector>(
         }
         reactor.run_once(Some(deadline - now))?;
     }
-    let summary = shared.borrow().summary.clone();
-    Ok(summary)
+    Ok(shared(reactor).summary.clone())
+}
+
+/// The shared state of a run of [`run_client`].
+fn shared<S: Selector>(reactor: &mut Reactor<S>) -> &mut Shared {
+    reactor.data().expect("run_client set the shared state")
 }
 
 /// What the connections of one run share.
@@ -171,11 +175,10 @@ struct Conn {
     expected: Vec<u8>,
     recv_total: usize,
     outb: OutBuf,
-    shared: Rc<RefCell<Shared>>,
 }
 
 impl Conn {
-    fn new(connid: usize, messages: &[Vec<u8>], shared: Rc<RefCell<Shared>>) -> Conn {
+    fn new(connid: usize, messages: &[Vec<u8>]) -> Conn {
         Conn {
             connid,
             state: State::Connecting,
@@ -183,17 +186,18 @@ impl Conn {
             expected: messages.concat(),
             recv_total: 0,
             outb: OutBuf::new(common::OUTPUT_LIMIT),
-            shared,
         }
     }
 
     /// Counts this connection in the totals, once.
-    fn finish(&mut self, error: Option<&io::Error>) {
+    fn finish(&mut self, cx: &mut Context<'_>, error: Option<&io::Error>) {
         if self.state == State::Done {
             return;
         }
         self.state = State::Done;
-        let mut sh = self.shared.borrow_mut();
+        let sh = cx
+            .data::<Shared>()
+            .expect("run_client set the shared state");
         sh.done[self.connid - 1] = true;
         let t = &mut sh.summary;
         t.bytes_received += self.recv_total as u64;
@@ -210,7 +214,7 @@ impl Conn {
     }
 
     /// Hands messages to `outb` (which writes at once) while it has room.
-    fn send(&mut self, sock: &mut TcpStream) -> io::Result<()> {
+    fn send(&mut self, sock: &mut TcpStream, cx: &mut Context<'_>) -> io::Result<()> {
         while !self.outb.is_full() {
             let Some(msg) = self.messages.pop_front() else {
                 break;
@@ -221,7 +225,9 @@ impl Conn {
                 self.connid
             );
             self.outb.write_or_queue(sock, &msg)?;
-            self.shared.borrow_mut().summary.bytes_sent += msg.len() as u64;
+            if let Some(sh) = cx.data::<Shared>() {
+                sh.summary.bytes_sent += msg.len() as u64;
+            }
         }
         Ok(())
     }
@@ -275,9 +281,9 @@ impl Conn {
         if event.is_writable() {
             self.outb.flush_to(sock)?;
         }
-        self.send(sock)?;
+        self.send(sock, cx)?;
         if event.is_readable() && self.receive(sock)? {
-            self.finish(None);
+            self.finish(cx, None);
             cx.close();
             return Ok(());
         }
@@ -287,7 +293,7 @@ impl Conn {
     /// Closes a connection with nothing left to do, else waits for what it needs next.
     fn want(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         if self.expected.is_empty() {
-            self.finish(None);
+            self.finish(cx, None);
             cx.close();
             return Ok(());
         }
@@ -310,11 +316,11 @@ impl Handler<TcpStream> for Conn {
             log::debug!("connection {} established", self.connid);
             let _ = sock.set_nodelay(true);
             self.state = State::Open;
-            self.send(sock)?;
+            self.send(sock, cx)?;
             self.want(cx)
         });
         if let Err(e) = started {
-            self.finish(Some(&e));
+            self.finish(cx, Some(&e));
             cx.close();
         }
         Ok(())
@@ -327,19 +333,19 @@ impl Handler<TcpStream> for Conn {
         event: Event,
     ) -> io::Result<()> {
         if let Err(e) = self.step(sock, cx, event) {
-            self.finish(Some(&e));
+            self.finish(cx, Some(&e));
             cx.close();
         }
         Ok(())
     }
 
-    fn closed(&mut self, _: &mut TcpStream, _: Option<&io::Error>) {
+    fn closed(&mut self, _: &mut TcpStream, cx: &mut Context<'_>, _: Option<&io::Error>) {
         // Closed from outside before finishing: the run timed out (or the reactor went away).
         let e = io::Error::new(
             io::ErrorKind::TimedOut,
             "closed before the echo was complete",
         );
-        self.finish(Some(&e));
+        self.finish(cx, Some(&e));
     }
 }
 

@@ -131,7 +131,7 @@ impl<S: Read + Write + 'static> Handler<S> for Connection {
         Ok(())
     }
 
-    fn closed(&mut self, _: &mut S, error: Option<&io::Error>) {
+    fn closed(&mut self, _: &mut S, _: &mut Context<'_>, error: Option<&io::Error>) {
         match error {
             None => log::info!("closing connection to {}", self.addr),
             Some(e) => log::info!("closing connection to {}: {e}", self.addr),

@@ -134,8 +134,8 @@ impl<Src: 'static, H: Handler<Src>> Handler<Src> for Counted<H> {
         self.inner.shutdown(source, cx)
     }
 
-    fn closed(&mut self, source: &mut Src, error: Option<&io::Error>) {
-        self.inner.closed(source, error)
+    fn closed(&mut self, source: &mut Src, cx: &mut Context<'_>, error: Option<&io::Error>) {
+        self.inner.closed(source, cx, error)
     }
 }
 

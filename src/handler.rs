@@ -69,10 +69,13 @@ pub trait Handler<Src>: 'static {
         Ok(())
     }
 
-    /// The registration ends: closed by a handler, by an error (given as `error`), or by the
-    /// reactor being dropped. The source is dropped (and its fd closed) right after.
-    fn closed(&mut self, source: &mut Src, error: Option<&io::Error>) {
-        let _ = (source, error);
+    /// The registration ends: closed by a handler, by an error (given as `error`), at the
+    /// end of a graceful shutdown, or by the reactor being dropped. The source is dropped
+    /// (and its fd closed) right after. `cx` reaches the reactor's shared state and can
+    /// register other sources, but the registration itself is gone: its own timers and
+    /// interest are not reachable any more.
+    fn closed(&mut self, source: &mut Src, cx: &mut Context<'_>, error: Option<&io::Error>) {
+        let _ = (source, cx, error);
     }
 }
 
@@ -136,7 +139,7 @@ pub(crate) trait Registered {
     fn connected(&mut self, cx: &mut Context<'_>, result: io::Result<()>) -> io::Result<()>;
     fn timeout(&mut self, cx: &mut Context<'_>, timer: TimerId) -> io::Result<()>;
     fn shutdown(&mut self, cx: &mut Context<'_>) -> io::Result<()>;
-    fn closed(&mut self, error: Option<&io::Error>);
+    fn closed(&mut self, cx: &mut Context<'_>, error: Option<&io::Error>);
     /// The `Bound<Src, H>` itself, to reach source and handler by their types.
     fn as_any(&mut self) -> &mut dyn Any;
     fn source_type(&self) -> TypeId;
@@ -165,8 +168,8 @@ impl<Src: 'static, H: Handler<Src>> Registered for Bound<Src, H> {
     fn shutdown(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         self.handler.shutdown(&mut self.source, cx)
     }
-    fn closed(&mut self, error: Option<&io::Error>) {
-        self.handler.closed(&mut self.source, error)
+    fn closed(&mut self, cx: &mut Context<'_>, error: Option<&io::Error>) {
+        self.handler.closed(&mut self.source, cx, error)
     }
     fn as_any(&mut self) -> &mut dyn Any {
         self

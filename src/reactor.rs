@@ -408,6 +408,27 @@ impl<S: Selector> Reactor<S> {
         }
     }
 
+    /// Runs rounds that do not wait, until one finds nothing ready (`Ok(true)`: the
+    /// readiness fd is quiet now) or `max_rounds` have run (`Ok(false)`: there is more to do
+    /// now; call again after the host has served its own work). A stop request ends it early
+    /// with `Ok(true)`.
+    ///
+    /// This is what a host that nests the reactor calls when
+    /// [`readiness_fd`](Reactor::readiness_fd) is readable or
+    /// [`next_deadline`](Reactor::next_deadline) has passed. Hosts that watch the fd
+    /// edge-triggered (tokio, mio) must only consider it quiet after `Ok(true)`: a handler
+    /// that leaves data unread keeps its source ready without a new edge.
+    pub fn run_pending(&mut self, max_rounds: usize) -> io::Result<bool> {
+        for _ in 0..max_rounds {
+            let events = self.core.stats.events;
+            self.run_once(Some(Duration::ZERO))?;
+            if self.core.stats.events == events || self.core.stop {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Runs rounds until a handler calls [`Context::stop`], [`Reactor::stop`] is called, a
     /// [`Waker::stop`] arrives, or a graceful shutdown completes. Returns early only on an
     /// error of the selector itself.
@@ -591,11 +612,14 @@ impl Context<'_> {
             }
         }
         self.core.timers.remove_owned_by(key);
-        if let Err(e) = catch(move || {
-            reg.closed(error);
+        let saved = self.current.take();
+        let told = catch(|| {
+            reg.closed(self, error);
             drop(reg);
             Ok(())
-        }) {
+        });
+        self.current = saved;
+        if let Err(e) = told {
             log::error!("registration {key} while closing: {e}");
         }
         self.core.closed.push(key);

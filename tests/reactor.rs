@@ -96,7 +96,7 @@ impl Handler<UnixStream> for EchoOnce {
         let n = s.read(&mut buf)?;
         s.write_all(&buf[..n])
     }
-    fn closed(&mut self, _: &mut UnixStream, error: Option<&io::Error>) {
+    fn closed(&mut self, _: &mut UnixStream, _: &mut Context<'_>, error: Option<&io::Error>) {
         self.closed_with
             .borrow_mut()
             .push(error.map_or("none".into(), |e| e.to_string()));
@@ -750,7 +750,7 @@ pub fn panics_outside_ready_are_caught<S: Selector>() {
             cx.close();
             Ok(())
         }
-        fn closed(&mut self, _: &mut UnixStream, _: Option<&io::Error>) {
+        fn closed(&mut self, _: &mut UnixStream, _: &mut Context<'_>, _: Option<&io::Error>) {
             panic!("closed panics");
         }
     }
@@ -1002,7 +1002,7 @@ pub fn shutdown_waits_for_finishers_and_cuts_the_rest<S: Selector>() {
             cx.close();
             Ok(())
         }
-        fn closed(&mut self, _: &mut UnixStream, _: Option<&io::Error>) {
+        fn closed(&mut self, _: &mut UnixStream, _: &mut Context<'_>, _: Option<&io::Error>) {
             self.closed.borrow_mut().push((self.name, true));
         }
     }

@@ -2,6 +2,8 @@
 //! a client that checks an echo.
 #![allow(dead_code)]
 
+pub mod mio_echo;
+
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -128,7 +130,7 @@ impl<S: Read + Write + 'static> Handler<S> for Echo {
         Ok(())
     }
 
-    fn closed(&mut self, _: &mut S, error: Option<&io::Error>) {
+    fn closed(&mut self, _: &mut S, _: &mut Context<'_>, error: Option<&io::Error>) {
         match error {
             None => log::info!("closing {}", self.peer),
             Some(e) => log::info!("closing {}: {e}", self.peer),

@@ -175,7 +175,7 @@ impl<S: Read + Write + 'static> Handler<S> for ClientConnection {
         ))
     }
 
-    fn closed(&mut self, _: &mut S, error: Option<&io::Error>) {
+    fn closed(&mut self, _: &mut S, _: &mut Context<'_>, error: Option<&io::Error>) {
         log::info!("closing connection to {}", self.peer);
         let mut exchange = self.exchange.borrow_mut();
         exchange.finished = true;

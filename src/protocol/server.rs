@@ -208,7 +208,7 @@ impl<S: Read + Write + 'static> Handler<S> for ServerConnection {
         Ok(())
     }
 
-    fn closed(&mut self, _: &mut S, error: Option<&io::Error>) {
+    fn closed(&mut self, _: &mut S, _: &mut Context<'_>, error: Option<&io::Error>) {
         if let Some(e) = error {
             log::warn!("closing connection to {}: {e}", self.peer);
         }

@@ -259,3 +259,14 @@ macro_rules! per_backend {
 }
 #[allow(unused_imports)]
 pub(crate) use per_backend;
+
+/// Two consecutive loopback ports that were free a moment ago (`p`, `p + 1`).
+pub fn free_port_pair() -> u16 {
+    for _ in 0..100 {
+        let port = free_port();
+        if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no two consecutive free loopback ports");
+}
