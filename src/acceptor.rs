@@ -8,6 +8,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::{self as unix, UnixListener, UnixStream};
 use std::time::Duration;
 
+use crate::diag::warn_limited;
 use crate::net::Listener;
 use crate::{Context, Event, Handler, Interest, TimerId};
 
@@ -200,14 +201,14 @@ where
             match listener.accept_nonblocking() {
                 Ok((stream, peer)) => {
                     if let Err(e) = (self.on_accept)(stream, peer.clone(), cx) {
-                        log::warn!("closing the connection from {peer:?}: {e}");
+                        warn_limited!("closing the connection from {peer:?}: {e}");
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => match AcceptFailure::of(&e) {
                     AcceptFailure::Skip => log::debug!("accept: {e}; skipped"),
                     AcceptFailure::Pause => {
-                        log::warn!("accept: {e}; pausing accepts for {:?}", self.options.pause);
+                        warn_limited!("accept: {e}; pausing accepts for {:?}", self.options.pause);
                         cx.set_interest(Interest::empty())?;
                         self.paused = Some(cx.set_timer(self.options.pause)?);
                         return Ok(());

@@ -60,7 +60,7 @@ impl OutBuf {
 
     /// Sends `bytes` after whatever is waiting: straight to `w` when nothing is, keeping the
     /// part `w` did not take.
-    pub fn write_or_queue<W: Write>(&mut self, w: &mut W, bytes: &[u8]) -> io::Result<()> {
+    pub fn write_or_queue<W: Write + ?Sized>(&mut self, w: &mut W, bytes: &[u8]) -> io::Result<()> {
         let mut done = 0;
         if self.is_empty() {
             done = write_some(w, bytes)?;
@@ -72,7 +72,7 @@ impl OutBuf {
     }
 
     /// Writes waiting bytes to `w` until all are sent or `w` would block.
-    pub fn flush_to<W: Write>(&mut self, w: &mut W) -> io::Result<()> {
+    pub fn flush_to<W: Write + ?Sized>(&mut self, w: &mut W) -> io::Result<()> {
         if self.is_empty() {
             return Ok(());
         }
@@ -89,7 +89,7 @@ impl OutBuf {
 }
 
 /// Writes as much of `bytes` as `w` takes now; `WouldBlock` is not an error here.
-fn write_some<W: Write>(w: &mut W, bytes: &[u8]) -> io::Result<usize> {
+fn write_some<W: Write + ?Sized>(w: &mut W, bytes: &[u8]) -> io::Result<usize> {
     let mut done = 0;
     while done < bytes.len() {
         match w.write(&bytes[done..]) {

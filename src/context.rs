@@ -470,6 +470,13 @@ impl Context<'_> {
         self.core.shutdown != Shutdown::No
     }
 
+    /// The time the current round's wait ended, read once per round: cheaper than
+    /// `Instant::now()` for a handler that only needs to note when something happened (for an
+    /// idle timeout, say). A handler that ran long sees a time earlier than the real one.
+    pub fn now(&self) -> Instant {
+        self.core.now
+    }
+
     /// How many registrations are open.
     pub fn registrations(&self) -> usize {
         self.core.slots.len() - self.core.closed.len()

@@ -38,6 +38,7 @@ mod acceptor;
 mod backend;
 pub mod buffer;
 mod context;
+mod diag;
 mod handler;
 pub mod net;
 #[cfg(feature = "protocol")]
@@ -45,6 +46,7 @@ pub mod protocol;
 mod reactor;
 mod remote;
 mod selector;
+pub mod server;
 mod signals;
 mod sys;
 mod timers;

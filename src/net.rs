@@ -542,9 +542,9 @@ pub fn take_socket_error(socket: &impl AsFd) -> io::Result<()> {
 /// (with [`accept_unix`]).
 pub trait Listener: AsRawFd + 'static {
     /// An accepted connection.
-    type Stream: Read + Write + AsRawFd + 'static;
+    type Stream: Read + Write + AsFd + AsRawFd + 'static;
     /// The peer's address, for log lines.
-    type Addr: fmt::Debug + 'static;
+    type Addr: fmt::Debug + Clone + 'static;
 
     /// Accepts one pending connection, non-blocking and close-on-exec, or fails with
     /// [`WouldBlock`](io::ErrorKind::WouldBlock) when none is waiting.

@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use slab::Slab;
 
+use crate::diag::warn_limited;
 use crate::handler::{catch, Panicked, Registered};
 use crate::remote::{Job, PostQueue};
 use crate::selector::{Event, Events, Interest, Selector, Token};
@@ -125,6 +126,8 @@ pub(crate) struct Core {
     pub(crate) signal_handlers: Vec<(Signal, SignalHandler)>,
     pub(crate) posted: Arc<PostQueue>,
     pub(crate) data: Option<Box<dyn Any>>,
+    /// When the last wait ended: the round's clock, read once per round.
+    pub(crate) now: Instant,
 }
 
 /// Counters of what a reactor has done since it was made, for measuring (e.g. how many
@@ -219,6 +222,7 @@ impl<S: Selector> Reactor<S> {
                 signal_handlers: Vec::new(),
                 posted: Arc::new(PostQueue::new()),
                 data: None,
+                now: Instant::now(),
             },
             waker,
             batch: VecDeque::new(),
@@ -455,6 +459,7 @@ impl<S: Selector> Reactor<S> {
             None => timeout,
         };
         self.selector.select(&mut self.events, timeout)?;
+        self.core.now = Instant::now();
         self.core.stats.rounds += 1;
         self.core.stats.events += self.events.len() as u64;
         let mut ran = 0;
@@ -484,7 +489,7 @@ impl<S: Selector> Reactor<S> {
         }
         self.core.stats.dispatched += dispatched as u64;
         let mut cx = self.context();
-        let fired = cx.fire_timers(Instant::now());
+        let fired = cx.fire_timers(cx.core.now);
         cx.core.stats.timers_fired += fired as u64;
         cx.end_round();
         Ok(ran + dispatched + fired)
@@ -587,7 +592,7 @@ impl Context<'_> {
                     self.core.stats.handler_panics += 1;
                     log::error!("closing registration {key} (fd {}): {e}", slot.fd);
                 } else {
-                    log::warn!("closing registration {key} (fd {}): {e}", slot.fd);
+                    warn_limited!("closing registration {key} (fd {}): {e}", slot.fd);
                 }
                 self.finish(key, reg, Some(&e));
             }

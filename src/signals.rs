@@ -75,6 +75,23 @@ fn release(signal: Signal) {
     o.pid.store(0, Ordering::Release);
 }
 
+/// In a process just forked from one that watched signals: forgets the parent's watchers,
+/// gives the signals they watched their default action back and unblocks every signal, so
+/// that the child starts as a fresh process would and can watch signals itself.
+pub(crate) fn reset_after_fork() {
+    for signal in Signal::iterator() {
+        if owner(signal).pid.load(Ordering::Acquire) != 0 {
+            release(signal);
+            let _ = set_action(signal, SigHandler::SigDfl);
+        }
+    }
+    let _ = nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::empty()),
+        None,
+    );
+}
+
 /// Installs `handler` for `signal`, returning what was there.
 fn set_action(signal: Signal, handler: SigHandler) -> io::Result<SigAction> {
     let action = SigAction::new(handler, SaFlags::SA_RESTART, SigSet::empty());
