@@ -28,11 +28,7 @@ struct Args {
 pub fn serve<S: Selector>(reactor: &mut Reactor<S>, listener: TcpListener) -> io::Result<()> {
     let acceptor = Acceptor::tcp(|stream, peer, cx| {
         log::info!("accept({peer})");
-        cx.register(
-            stream,
-            Interest::READABLE,
-            common::Echo::new(peer.to_string()),
-        )?;
+        cx.register(stream, Interest::READABLE, common::Echo::new())?;
         Ok(())
     });
     reactor.register(listener, Interest::READABLE, acceptor)?;

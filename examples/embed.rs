@@ -75,11 +75,7 @@ pub fn run_embedded<S: Selector>(
     let addr = listener.local_addr()?;
     let acceptor = Acceptor::tcp(|stream, peer, cx| {
         log::info!("server: accepted {peer}");
-        cx.register(
-            stream,
-            Interest::READABLE,
-            common::Echo::new(peer.to_string()),
-        )?;
+        cx.register(stream, Interest::READABLE, common::Echo::new())?;
         Ok(())
     });
     reactor.register(listener, Interest::READABLE, acceptor)?;

@@ -62,11 +62,7 @@ fn run(args: Args) -> io::Result<()> {
     let rawloop_addr = listener.local_addr()?;
     let acceptor = Acceptor::tcp(|stream, peer, cx| {
         log::info!("rawloop: accepted {peer}");
-        cx.register(
-            stream,
-            rawloop::Interest::READABLE,
-            common::Echo::new(peer.to_string()),
-        )?;
+        cx.register(stream, rawloop::Interest::READABLE, common::Echo::new())?;
         Ok(())
     });
     reactor.register(listener, rawloop::Interest::READABLE, acceptor)?;

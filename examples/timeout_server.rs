@@ -80,7 +80,7 @@ pub fn serve<S: Selector>(
     let acceptor = Acceptor::tcp(move |stream, addr, cx| {
         log::info!("  connection from {addr}");
         let echo = Counted {
-            inner: common::Echo::new(addr.to_string()),
+            inner: common::Echo::new(),
             activity: counted.clone(),
         };
         cx.register(stream, Interest::READABLE, echo)?;

@@ -97,7 +97,7 @@ pub fn serve<S: Selector>(reactor: &mut Reactor<S>, listener: UnixListener) -> i
         count += 1;
         let peer = format!("connection {count}");
         log::info!("{peer}: accepted");
-        cx.register(stream, Interest::READABLE, common::Echo::new(peer))?;
+        cx.register(stream, Interest::READABLE, common::Echo::new())?;
         Ok(())
     });
     reactor.register(listener, Interest::READABLE, acceptor)

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::handler::{catch, Bound, Registered};
-use crate::reactor::{token_of, Callback, Core, Shutdown, Slot, State, TimerTarget, KEY_MASK};
+use crate::reactor::{
+    token_of, Callback, Core, Shutdown, Slot, TimerTarget, KEY_MASK, SERIAL_MASK,
+};
 use crate::selector::{Interest, Selector, Token};
 use crate::signals::SignalSource;
 use crate::timers::{instant_after, Repeat, TimerId};
@@ -32,7 +34,7 @@ impl Context<'_> {
     /// (timer callbacks, posted closures, signal handlers, [`Reactor::context`](crate::Reactor::context)).
     pub fn token(&self) -> Option<Token> {
         self.current
-            .map(|key| token_of(key, self.core.slots[key].serial))
+            .map(|key| token_of(key, self.core.slots[key].serial()))
     }
 
     /// Registers `source` with `interest` and `handler`, and returns its token. The token
@@ -112,21 +114,14 @@ impl Context<'_> {
                 format!("a reactor holds at most {} registrations", KEY_MASK - 1),
             ));
         }
-        let serial = self.core.next_serial.wrapping_add(1);
+        let serial = self.core.next_serial.wrapping_add(1) & SERIAL_MASK;
         let token = token_of(key, serial);
         if !interest.is_empty() {
             self.selector.register(fd, token, interest)?;
         }
         self.core.next_serial = serial;
         self.core.stats.registered += 1;
-        entry.insert(Slot {
-            fd,
-            serial,
-            interest,
-            connecting,
-            close_requested: false,
-            state: State::Running,
-        });
+        entry.insert(Slot::new(fd, serial, interest, connecting));
         let mut reg: Box<dyn Registered> = Box::new(Bound { source, handler });
         let saved = self.current.replace(key);
         let result = catch(|| reg.registered(self));
@@ -141,7 +136,7 @@ impl Context<'_> {
             }
             Err(e) => {
                 self.core.timers.remove_owned_by(key);
-                let interest = self.core.slots.remove(key).interest;
+                let interest = self.core.slots.remove(key).interest();
                 if !interest.is_empty() {
                     let _ = self.selector.deregister(fd);
                 }
@@ -164,7 +159,7 @@ impl Context<'_> {
     /// The current interest of the running handler's registration.
     pub fn interest(&self) -> Option<Interest> {
         let key = self.current?;
-        self.core.slots.get(key).map(|slot| slot.interest)
+        self.core.slots.get(key).map(Slot::interest)
     }
 
     /// Changes the running handler's own interest (no syscall if it is unchanged). An empty
@@ -183,20 +178,21 @@ impl Context<'_> {
 
     fn set_interest_of_key(&mut self, key: usize, interest: Interest) -> io::Result<()> {
         let slot = &mut self.core.slots[key];
-        if slot.connecting.is_some() {
+        if slot.connecting().is_some() {
             // The connect watches for writable; the interest applies once it has ended.
-            slot.connecting = Some(interest);
+            slot.set_connecting(Some(interest));
             return Ok(());
         }
-        let token = token_of(key, slot.serial);
-        if slot.interest != interest {
-            match (slot.interest.is_empty(), interest.is_empty()) {
+        let token = token_of(key, slot.serial());
+        let old = slot.interest();
+        if old != interest {
+            match (old.is_empty(), interest.is_empty()) {
                 (false, false) => self.selector.reregister(slot.fd, token, interest)?,
                 (false, true) => self.selector.deregister(slot.fd)?,
                 (true, false) => self.selector.register(slot.fd, token, interest)?,
                 (true, true) => {}
             }
-            slot.interest = interest;
+            slot.set_interest(interest);
         }
         Ok(())
     }
@@ -204,7 +200,7 @@ impl Context<'_> {
     /// Closes the running handler's own registration when the handler returns.
     pub fn close(&mut self) {
         if let Some(slot) = self.current.and_then(|key| self.core.slots.get_mut(key)) {
-            slot.close_requested = true;
+            slot.request_close();
         }
     }
 
@@ -226,7 +222,7 @@ impl Context<'_> {
     pub fn deregister<Src: 'static>(&mut self, token: Token) -> io::Result<Src> {
         let key = self.live(token)?;
         let slot = &mut self.core.slots[key];
-        let State::Idle(reg) = &slot.state else {
+        let Some(reg) = slot.idle() else {
             return Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
                 "a handler cannot take its own registration's source while it runs",
@@ -235,12 +231,10 @@ impl Context<'_> {
         if reg.source_type() != std::any::TypeId::of::<Src>() {
             return Err(wrong_type::<Src>(token));
         }
-        let State::Idle(reg) = std::mem::replace(&mut slot.state, State::Closed) else {
-            unreachable!("checked above");
-        };
-        if !slot.interest.is_empty() {
+        if !slot.interest().is_empty() {
             self.selector.deregister(slot.fd)?;
         }
+        let reg = slot.mark_closed().expect("idle, checked above");
         self.core.timers.remove_owned_by(key);
         self.core.closed.push(key);
         self.core.stats.closed += 1;
@@ -259,12 +253,12 @@ impl Context<'_> {
         f: impl FnOnce(&mut Src) -> R,
     ) -> io::Result<R> {
         let key = self.live(token)?;
-        match &mut self.core.slots[key].state {
-            State::Idle(reg) => match reg.source_mut().downcast_mut::<Src>() {
+        match self.core.slots[key].idle() {
+            Some(reg) => match reg.source_mut().downcast_mut::<Src>() {
                 Some(source) => Ok(f(source)),
                 None => Err(wrong_type::<Src>(token)),
             },
-            _ => Err(running(token)),
+            None => Err(running(token)),
         }
     }
 

@@ -63,25 +63,112 @@ pub(crate) fn token_of(key: usize, serial: u32) -> Token {
     Token(key | ((serial as usize) << KEY_BITS))
 }
 
-pub(crate) enum State {
-    /// Waiting for events.
-    Idle(Box<dyn Registered>),
-    /// Its handler is running; the box is on the dispatcher's stack.
-    Running,
-    /// Closed this round; the slot is freed when the round ends.
-    Closed,
+/// One registration in the slab, kept to 24 bytes (32 with the slab's own tag) so that an
+/// idle connection costs little: the handler's box, the fd, and the serial and flags packed
+/// in one word.
+pub(crate) struct Slot {
+    /// The handler while it waits for events; `None` while it runs, and once closed.
+    reg: Option<Box<dyn Registered>>,
+    pub(crate) fd: RawFd,
+    /// The serial in the low 24 bits (what distinguishes this registration from earlier
+    /// ones in the same slot), the flags above.
+    bits: u32,
 }
 
-pub(crate) struct Slot {
-    pub(crate) fd: RawFd,
-    /// Distinguishes this registration from earlier ones in the same slot.
-    pub(crate) serial: u32,
-    pub(crate) interest: Interest,
+const SERIAL_BITS: u32 = 24;
+pub(crate) const SERIAL_MASK: u32 = (1 << SERIAL_BITS) - 1;
+/// The interest, two bits.
+const INTEREST_SHIFT: u32 = 24;
+/// A connect is in progress; the interest to take once it ends is two bits above.
+const CONNECTING: u32 = 1 << 26;
+const THEN_SHIFT: u32 = 27;
+/// A handler asked, while this registration's handler ran, for it to close.
+const CLOSE_REQUESTED: u32 = 1 << 29;
+/// Closed this round; the slot is freed when the round ends.
+const CLOSED: u32 = 1 << 30;
+
+fn interest_bits(interest: Interest, shift: u32) -> u32 {
+    u32::from(interest.bits()) << shift
+}
+
+fn interest_at(bits: u32, shift: u32) -> Interest {
+    Interest::from_bits_truncate(((bits >> shift) & 0b11) as u8)
+}
+
+impl Slot {
+    /// A registration whose handler is running (its `registered` hook is about to).
+    pub(crate) fn new(
+        fd: RawFd,
+        serial: u32,
+        interest: Interest,
+        connecting: Option<Interest>,
+    ) -> Slot {
+        let mut slot = Slot {
+            reg: None,
+            fd,
+            bits: (serial & SERIAL_MASK) | interest_bits(interest, INTEREST_SHIFT),
+        };
+        slot.set_connecting(connecting);
+        slot
+    }
+
+    pub(crate) fn serial(&self) -> u32 {
+        self.bits & SERIAL_MASK
+    }
+
+    pub(crate) fn interest(&self) -> Interest {
+        interest_at(self.bits, INTEREST_SHIFT)
+    }
+
+    pub(crate) fn set_interest(&mut self, interest: Interest) {
+        self.bits =
+            (self.bits & !(0b11 << INTEREST_SHIFT)) | interest_bits(interest, INTEREST_SHIFT);
+    }
+
     /// While a connect is in progress: the interest to take once it has ended.
-    pub(crate) connecting: Option<Interest>,
-    /// Set when a handler asks, while this registration's handler runs, for it to close.
-    pub(crate) close_requested: bool,
-    pub(crate) state: State,
+    pub(crate) fn connecting(&self) -> Option<Interest> {
+        (self.bits & CONNECTING != 0).then(|| interest_at(self.bits, THEN_SHIFT))
+    }
+
+    pub(crate) fn set_connecting(&mut self, then: Option<Interest>) {
+        self.bits &= !(CONNECTING | (0b11 << THEN_SHIFT));
+        if let Some(then) = then {
+            self.bits |= CONNECTING | interest_bits(then, THEN_SHIFT);
+        }
+    }
+
+    pub(crate) fn close_requested(&self) -> bool {
+        self.bits & CLOSE_REQUESTED != 0
+    }
+
+    pub(crate) fn request_close(&mut self) {
+        self.bits |= CLOSE_REQUESTED;
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.bits & CLOSED != 0
+    }
+
+    /// The handler of an idle registration.
+    pub(crate) fn idle(&mut self) -> Option<&mut Box<dyn Registered>> {
+        self.reg.as_mut()
+    }
+
+    /// Takes the handler out to run it (the registration is then running).
+    pub(crate) fn take(&mut self) -> Option<Box<dyn Registered>> {
+        self.reg.take()
+    }
+
+    /// Puts a handler back after it ran.
+    pub(crate) fn put(&mut self, reg: Box<dyn Registered>) {
+        self.reg = Some(reg);
+    }
+
+    /// Marks the registration closed; returns its handler if it was idle.
+    pub(crate) fn mark_closed(&mut self) -> Option<Box<dyn Registered>> {
+        self.bits |= CLOSED;
+        self.reg.take()
+    }
 }
 
 /// A timer callback; one-shot callbacks are wrapped to run once.
@@ -525,8 +612,7 @@ impl Core {
     pub(crate) fn live_key(&self, token: Token) -> Option<usize> {
         let key = token.0 & KEY_MASK;
         let slot = self.slots.get(key)?;
-        let open = !matches!(slot.state, State::Closed);
-        (open && token_of(key, slot.serial) == token).then_some(key)
+        (!slot.is_closed() && token_of(key, slot.serial()) == token).then_some(key)
     }
 
     pub(crate) fn free_closed(&mut self) {
@@ -541,14 +627,14 @@ impl Context<'_> {
     /// event ends the connect and the handler hears of it through `connected` instead.
     fn ready(&mut self, key: usize, event: Event) -> bool {
         let slot = &self.core.slots[key];
-        let Some(then) = slot.connecting else {
+        let Some(then) = slot.connecting() else {
             return self.dispatch(key, |reg, cx| reg.ready(cx, event));
         };
         let Some(result) = connect_outcome(slot.fd, event) else {
             return false;
         };
         self.dispatch(key, |reg, cx| {
-            cx.core.slots[key].connecting = None;
+            cx.core.slots[key].set_connecting(None);
             let result = result.and_then(|()| cx.set_interest(then));
             if result.is_err() {
                 cx.close();
@@ -565,15 +651,8 @@ impl Context<'_> {
         key: usize,
         call: impl FnOnce(&mut dyn Registered, &mut Context<'_>) -> io::Result<()>,
     ) -> bool {
-        let Some(slot) = self.core.slots.get_mut(key) else {
+        let Some(mut reg) = self.core.slots.get_mut(key).and_then(Slot::take) else {
             return false;
-        };
-        let mut reg = match std::mem::replace(&mut slot.state, State::Running) {
-            State::Idle(reg) => reg,
-            other => {
-                slot.state = other;
-                return false;
-            }
         };
         let saved = self.current.replace(key);
         let result = catch(|| call(reg.as_mut(), self));
@@ -596,8 +675,8 @@ impl Context<'_> {
                 }
                 self.finish(key, reg, Some(&e));
             }
-            Ok(()) if slot.close_requested => self.finish(key, reg, None),
-            Ok(()) => slot.state = State::Idle(reg),
+            Ok(()) if slot.close_requested() => self.finish(key, reg, None),
+            Ok(()) => slot.put(reg),
         }
     }
 
@@ -610,8 +689,8 @@ impl Context<'_> {
         error: Option<&io::Error>,
     ) {
         let slot = &mut self.core.slots[key];
-        slot.state = State::Closed;
-        if !slot.interest.is_empty() {
+        slot.mark_closed();
+        if !slot.interest().is_empty() {
             if let Err(e) = self.selector.deregister(slot.fd) {
                 log::warn!("deregistering fd {} of registration {key}: {e}", slot.fd);
             }
@@ -634,18 +713,14 @@ impl Context<'_> {
     /// Closes registration `key` now if its handler is not running, else when it returns.
     pub(crate) fn close_key(&mut self, key: usize) -> bool {
         let slot = &mut self.core.slots[key];
-        match std::mem::replace(&mut slot.state, State::Closed) {
-            State::Idle(reg) => {
-                self.finish(key, reg, None);
-                true
-            }
-            State::Running => {
-                slot.state = State::Running;
-                slot.close_requested = true;
-                true
-            }
-            State::Closed => false,
+        if slot.is_closed() {
+            return false;
         }
+        match slot.take() {
+            Some(reg) => self.finish(key, reg, None),
+            None => slot.request_close(),
+        }
+        true
     }
 
     /// Runs the closures posted through [`Remote`]s; returns how many ran.
@@ -812,5 +887,33 @@ impl fmt::Debug for Context<'_> {
         f.debug_struct("Context")
             .field("current", &self.current)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Memory per idle connection: a registration's slot is three words.
+    #[test]
+    fn a_slot_is_three_words() {
+        assert_eq!(std::mem::size_of::<Slot>(), 24);
+    }
+
+    #[test]
+    fn slot_flags_do_not_disturb_each_other() {
+        let mut slot = Slot::new(7, SERIAL_MASK, Interest::READABLE, Some(Interest::WRITABLE));
+        assert_eq!(slot.serial(), SERIAL_MASK);
+        assert_eq!(slot.interest(), Interest::READABLE);
+        assert_eq!(slot.connecting(), Some(Interest::WRITABLE));
+        slot.set_interest(Interest::READABLE | Interest::WRITABLE);
+        slot.set_connecting(None);
+        slot.request_close();
+        assert_eq!(slot.interest(), Interest::READABLE | Interest::WRITABLE);
+        assert_eq!(slot.connecting(), None);
+        assert!(slot.close_requested() && !slot.is_closed());
+        slot.mark_closed();
+        assert!(slot.is_closed());
+        assert_eq!((slot.serial(), slot.fd), (SERIAL_MASK, 7));
     }
 }

@@ -94,11 +94,7 @@ pub fn half_close_with_echo_still_queued_gets_every_byte<S: Selector + 'static>(
     let (theirs, ours) = common::stream_pair();
     let server = ServerThread::spawn::<S, _>(move |reactor| {
         reactor
-            .register(
-                theirs,
-                Interest::READABLE,
-                echo_server::common::Echo::new("pair"),
-            )
+            .register(theirs, Interest::READABLE, echo_server::common::Echo::new())
             .map(drop)
     });
     let data: Vec<u8> = (0..8 * 1024 * 1024)
