@@ -79,6 +79,13 @@ fn listening_port(server: &mut Program) -> u16 {
         .unwrap_or_else(|| panic!("{} printed {line:?} first", server.name))
 }
 
+/// Says that a test was skipped, straight to stderr, where the harness's capture of
+/// `eprintln!` in passing tests does not hide it.
+fn skipped(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{why}");
+}
+
 fn ipv6_loopback() -> bool {
     TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).is_ok()
 }
@@ -344,7 +351,7 @@ fn ts_tcp_ss_both_ways<S: Selector>() {
 /// against the Rust servers, and the Rust clients against Python servers on `::1`.
 fn timestamps_over_ipv6<S: Selector>() {
     if !ipv6_loopback() {
-        eprintln!("timestamps_over_ipv6: SKIPPED: no IPv6 loopback here");
+        skipped("timestamps_over_ipv6: SKIPPED: no IPv6 loopback here");
         return;
     }
     let backend = common::backend_name::<S>();
@@ -771,7 +778,7 @@ fn multicast_sender_and_receiver() {
         let output = match output {
             Ok(output) => output,
             Err(e) => {
-                eprintln!("{NAME}: SKIPPED: cannot run unshare: {e}");
+                skipped(&format!("{NAME}: SKIPPED: cannot run unshare: {e}"));
                 return;
             }
         };
@@ -786,10 +793,10 @@ fn multicast_sender_and_receiver() {
         }
         refusals.push(format!("unshare {}: {}", unshare.join(" "), stderr.trim()));
     }
-    eprintln!(
+    skipped(&format!(
         "{NAME}: SKIPPED: no network namespace: {}",
         refusals.join("; ")
-    );
+    ));
 }
 
 /// Starts a receiver and waits until it has joined the group.
