@@ -270,3 +270,218 @@ pub fn free_port_pair() -> u16 {
     }
     panic!("no two consecutive free loopback ports");
 }
+
+/// Whether python3 runs here, found out once per test binary. When it does not, the tests
+/// that need a Python peer return at once (skipped), and this says so once on stderr, written
+/// straight to it so that the harness's output capture does not hide it; `suite` names the
+/// tests skipped.
+pub fn python3(suite: &str) -> bool {
+    use std::io::Write;
+    static FOUND: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FOUND.get_or_init(|| {
+        let why = match std::process::Command::new("python3")
+            .arg("--version")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+        {
+            Ok(status) if status.success() => return true,
+            Ok(status) => format!("`python3 --version` failed ({status})"),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => "python3 is not on PATH".into(),
+            // Present but not runnable for another reason: let the test fail loudly.
+            Err(_) => return true,
+        };
+        let _ = writeln!(
+            io::stderr(),
+            "{suite}: SKIPPED the tests against the Python peers in tests/python/: {why}. \
+             Install python3 to run them."
+        );
+        false
+    })
+}
+
+/// The path of example program `name` without building it (for a test binary re-run where
+/// cargo must not run, such as inside a network namespace; the outer run built it).
+pub fn example_path(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("a target directory");
+    dir.join("examples").join(name)
+}
+
+/// A program under test: its standard output arrives line by line on a channel, so that
+/// every wait has a deadline; its standard error is collected whole. Killed if still running
+/// when dropped.
+pub struct Program {
+    pub name: String,
+    pub child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Every stdout line taken so far.
+    pub seen: Vec<String>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Program {
+    /// Starts `command` with piped stdout and stderr, and `input` written to its stdin (then
+    /// closed) from a thread; with no `input`, stdin is empty.
+    pub fn start(name: &str, command: &mut std::process::Command, input: Option<&[u8]>) -> Program {
+        use std::io::{BufRead, Read, Write};
+        use std::process::Stdio;
+        let mut child = command
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        if let Some(input) = input {
+            let mut stdin = child.stdin.take().unwrap();
+            let input = input.to_vec();
+            std::thread::spawn(move || {
+                let _ = stdin.write_all(&input);
+            });
+        }
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut stderr = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut all = String::new();
+            let _ = stderr.read_to_string(&mut all);
+            all
+        });
+        Program {
+            name: name.to_string(),
+            child,
+            lines,
+            seen: Vec::new(),
+            stderr: Some(stderr),
+        }
+    }
+
+    /// The next line of standard output, waiting at most `within`; panics (with what the
+    /// program wrote to stderr) if none comes.
+    pub fn line(&mut self, within: std::time::Duration) -> String {
+        match self.lines.recv_timeout(within) {
+            Ok(line) => {
+                self.seen.push(line.clone());
+                line
+            }
+            Err(_) => {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let stderr = self.stderr.take().map(|t| t.join().unwrap_or_default());
+                panic!(
+                    "{}: no more output within {within:?}; stdout so far: {:?}; stderr: {}",
+                    self.name,
+                    self.seen,
+                    stderr.unwrap_or_default()
+                )
+            }
+        }
+    }
+
+    /// Reads standard output until a line `wanted` accepts, and returns it.
+    pub fn line_where(
+        &mut self,
+        within: std::time::Duration,
+        wanted: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self.line(left);
+            if wanted(&line) {
+                return line;
+            }
+        }
+    }
+
+    /// Takes every line the program has written so far without waiting (those its output
+    /// thread has read), and returns how many lines have been taken in all.
+    pub fn drain(&mut self) -> usize {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen.len()
+    }
+
+    /// Sends `signal` to the program.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        send_signal(&self.child, signal);
+    }
+
+    /// Waits at most `within` for the program to exit (killing it and failing if it does
+    /// not), and returns its status, all its standard output (what was already taken, then
+    /// the rest) and its standard error.
+    pub fn finish(mut self, within: std::time::Duration) -> Finished {
+        let status = wait_exit(&mut self.child, within);
+        // The reader threads end once the pipes close (a grandchild holding them could keep
+        // them open: wait a bounded time).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+        {
+            self.seen.push(line);
+        }
+        let stderr = self
+            .stderr
+            .take()
+            .map(|t| t.join().unwrap_or_default())
+            .unwrap_or_default();
+        Finished {
+            name: self.name.clone(),
+            status,
+            stdout: std::mem::take(&mut self.seen),
+            stderr,
+        }
+    }
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// How a [`Program`] ended.
+#[derive(Debug)]
+pub struct Finished {
+    pub name: String,
+    pub status: std::process::ExitStatus,
+    /// Its standard output, one entry a line.
+    pub stdout: Vec<String>,
+    pub stderr: String,
+}
+
+impl Finished {
+    /// Panics unless the program exited 0; returns itself.
+    pub fn success(self) -> Finished {
+        assert!(
+            self.status.success(),
+            "{} failed ({}); stdout: {:?}; stderr: {}",
+            self.name,
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
