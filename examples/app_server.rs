@@ -4,7 +4,7 @@
 //! accepting and answers the requests it has (`--grace-ms`); a second signal stops at once.
 //!
 //! `cargo run --example app_server -- [--backend B] [--keep-alive] [--max-content-len N]
-//! [--request-timeout-ms MS] [--grace-ms MS] <host> <port>`
+//! [--request-timeout-ms MS] [--max-connections N] [--access-log] [--grace-ms MS] <host> <port>`
 
 mod common;
 
@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use rawloop::protocol::{self, ServerConfig};
+use rawloop::server::Limits;
 use rawloop::Reactor;
 
 #[derive(Parser, Debug)]
@@ -31,17 +32,22 @@ struct Args {
     /// Close connections that do not complete a request within this many milliseconds.
     #[arg(long, default_value_t = 10_000)]
     request_timeout_ms: u64,
+    /// Refuse connections (reset at once) while this many are open.
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Log every connection and request at info level (otherwise at debug).
+    #[arg(long)]
+    access_log: bool,
     host: String,
     port: u16,
 }
 
 fn run(args: Args) -> io::Result<()> {
-    let config = ServerConfig {
-        keep_alive: args.keep_alive,
-        max_content_len: args.max_content_len,
-        request_timeout: Duration::from_millis(args.request_timeout_ms),
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default()
+        .keep_alive(args.keep_alive)
+        .max_content_len(args.max_content_len)
+        .request_timeout(Duration::from_millis(args.request_timeout_ms))
+        .access_log(args.access_log);
     let listener = common::listen(&args.host, args.port)?;
     let mut reactor = Reactor::with_backend(args.backend.backend)?;
     println!(
@@ -49,7 +55,8 @@ fn run(args: Args) -> io::Result<()> {
         protocol::server::python_addr(listener.local_addr()?),
         reactor.backend()
     );
-    protocol::serve(&mut reactor, listener, config)?;
+    let limits = Limits::default().max_connections(args.max_connections);
+    protocol::serve_with(&mut reactor, listener, config, limits)?;
     reactor.shutdown_on_signals(args.grace.grace())?;
     reactor.run()?;
     println!("shutting down");

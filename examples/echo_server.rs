@@ -3,7 +3,8 @@
 //! keeps serving after a client leaves. SIGINT or SIGTERM stops it gracefully: it stops
 //! accepting and lets open connections finish (`--grace-ms`); a second signal stops at once.
 //!
-//! `cargo run --example echo_server -- [--backend select|poll|epoll|kqueue] [--grace-ms MS] <host> <port>`
+//! `cargo run --example echo_server -- [--backend select|poll|epoll|kqueue] [--grace-ms MS]
+//! [--idle-timeout-ms MS] [--max-connections N] <host> <port>`
 
 pub mod common;
 
@@ -12,7 +13,8 @@ use std::net::TcpListener;
 use std::process::ExitCode;
 
 use clap::Parser;
-use rawloop::{Acceptor, Interest, Reactor, Selector};
+use rawloop::server::{self, Limits};
+use rawloop::{Reactor, Selector};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -20,18 +22,27 @@ struct Args {
     backend: common::BackendArg,
     #[command(flatten)]
     grace: common::GraceArg,
+    #[command(flatten)]
+    limits: common::LimitsArg,
     host: String,
     port: u16,
 }
 
 /// Registers `listener` so that every connection it accepts is echoed.
 pub fn serve<S: Selector>(reactor: &mut Reactor<S>, listener: TcpListener) -> io::Result<()> {
-    let acceptor = Acceptor::tcp(|stream, peer, cx| {
+    serve_with(reactor, listener, Limits::default())
+}
+
+/// [`serve`] within `limits` (an idle timeout, a cap on open connections).
+pub fn serve_with<S: Selector>(
+    reactor: &mut Reactor<S>,
+    listener: TcpListener,
+    limits: Limits,
+) -> io::Result<()> {
+    server::serve(&mut reactor.context(), listener, limits, |peer| {
         log::info!("accept({peer})");
-        cx.register(stream, Interest::READABLE, common::Echo::new())?;
-        Ok(())
-    });
-    reactor.register(listener, Interest::READABLE, acceptor)?;
+        Ok(common::Echo::new())
+    })?;
     Ok(())
 }
 
@@ -39,7 +50,7 @@ fn run(args: Args) -> io::Result<()> {
     let listener = common::listen(&args.host, args.port)?;
     let port = listener.local_addr()?.port();
     let mut reactor = Reactor::with_backend(args.backend.backend)?;
-    serve(&mut reactor, listener)?;
+    serve_with(&mut reactor, listener, args.limits.limits())?;
     reactor.shutdown_on_signals(args.grace.grace())?;
     println!(
         "starting up on {} port {port} ({} backend)",

@@ -6,17 +6,19 @@
 //! over [`common::OUTPUT_LIMIT`], echoes what is left after the client stops sending, and
 //! shuts down gracefully on SIGINT or SIGTERM (a second signal stops at once).
 //!
-//! `cargo run --example multiconn_server -- [--backend select|poll|epoll|kqueue] [--grace-ms MS] <host> <port>`
+//! `cargo run --example multiconn_server -- [--backend select|poll|epoll|kqueue] [--grace-ms MS]
+//! [--idle-timeout-ms MS] [--max-connections N] <host> <port>`
 
 mod common;
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::process::ExitCode;
 
 use clap::Parser;
 use rawloop::buffer::OutBuf;
-use rawloop::{Acceptor, Context, Event, Handler, Interest, Reactor, Selector, Token};
+use rawloop::server::{self, Limits};
+use rawloop::{Context, Event, Handler, Reactor, Selector, Token};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -24,6 +26,8 @@ struct Args {
     backend: common::BackendArg,
     #[command(flatten)]
     grace: common::GraceArg,
+    #[command(flatten)]
+    limits: common::LimitsArg,
     host: String,
     port: u16,
 }
@@ -31,14 +35,23 @@ struct Args {
 /// Registers `listener`: every connection it accepts gets a [`Connection`]. Returns the
 /// listener's token (closing it stops accepting).
 pub fn serve<S: Selector>(reactor: &mut Reactor<S>, listener: TcpListener) -> io::Result<Token> {
-    reactor.register(listener, Interest::READABLE, Acceptor::tcp(accept_wrapper))
+    serve_with(reactor, listener, Limits::default())
 }
 
-/// What the acceptor does with each connection, the guide's `accept_wrapper`.
-fn accept_wrapper(conn: TcpStream, addr: SocketAddr, cx: &mut Context<'_>) -> io::Result<()> {
+/// [`serve`] within `limits` (an idle timeout, a cap on open connections).
+pub fn serve_with<S: Selector>(
+    reactor: &mut Reactor<S>,
+    listener: TcpListener,
+    limits: Limits,
+) -> io::Result<Token> {
+    let (token, _) = server::serve(&mut reactor.context(), listener, limits, accept_wrapper)?;
+    Ok(token)
+}
+
+/// The state each accepted connection gets, the guide's `accept_wrapper`.
+fn accept_wrapper(addr: &SocketAddr) -> io::Result<Connection> {
     log::info!("accepted connection from {addr}");
-    cx.register(conn, Interest::READABLE, Connection::new(addr.to_string()))?;
-    Ok(())
+    Ok(Connection::new(addr.to_string()))
 }
 
 /// Where a connection is in its life.
@@ -148,7 +161,7 @@ fn run(args: Args) -> io::Result<()> {
         listener.local_addr()?.port(),
         reactor.backend()
     );
-    serve(&mut reactor, listener)?;
+    serve_with(&mut reactor, listener, args.limits.limits())?;
     reactor.shutdown_on_signals(args.grace.grace())?;
     reactor.run()?;
     println!("shutting down");

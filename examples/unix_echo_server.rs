@@ -5,7 +5,8 @@
 //! a second signal stops at once).
 //! Connections are echoed by the shared [`common::Echo`] handler.
 //!
-//! `cargo run --example unix_echo_server -- [--backend select|poll|epoll|kqueue] [--grace-ms MS] <path>`
+//! `cargo run --example unix_echo_server -- [--backend select|poll|epoll|kqueue] [--grace-ms MS]
+//! [--idle-timeout-ms MS] [--max-connections N] <path>`
 
 mod common;
 
@@ -17,7 +18,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use rawloop::net::{self, UnixListenOptions};
-use rawloop::{Acceptor, Interest, Reactor, Selector, Token};
+use rawloop::server::{self, Limits};
+use rawloop::{Reactor, Selector, Token};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -25,6 +27,8 @@ struct Args {
     backend: common::BackendArg,
     #[command(flatten)]
     grace: common::GraceArg,
+    #[command(flatten)]
+    limits: common::LimitsArg,
     /// The socket's path, such as ./uds_socket.
     path: PathBuf,
 }
@@ -91,16 +95,23 @@ impl Drop for SocketFile {
 
 /// Registers `listener` so that every connection it accepts is echoed. Returns its token.
 pub fn serve<S: Selector>(reactor: &mut Reactor<S>, listener: UnixListener) -> io::Result<Token> {
+    serve_with(reactor, listener, Limits::default())
+}
+
+/// [`serve`] within `limits` (an idle timeout, a cap on open connections).
+pub fn serve_with<S: Selector>(
+    reactor: &mut Reactor<S>,
+    listener: UnixListener,
+    limits: Limits,
+) -> io::Result<Token> {
     // Unix peers are usually unnamed, so connections are numbered for the log.
     let mut count = 0u64;
-    let acceptor = Acceptor::unix(move |stream, _, cx| {
+    let (token, _) = server::serve(&mut reactor.context(), listener, limits, move |_| {
         count += 1;
-        let peer = format!("connection {count}");
-        log::info!("{peer}: accepted");
-        cx.register(stream, Interest::READABLE, common::Echo::new())?;
-        Ok(())
-    });
-    reactor.register(listener, Interest::READABLE, acceptor)
+        log::info!("connection {count}: accepted");
+        Ok(common::Echo::new())
+    })?;
+    Ok(token)
 }
 
 fn run(args: Args) -> io::Result<()> {
@@ -112,7 +123,7 @@ fn run(args: Args) -> io::Result<()> {
         reactor.backend()
     );
     let listener = socket.take_listener().expect("just bound");
-    serve(&mut reactor, listener)?;
+    serve_with(&mut reactor, listener, args.limits.limits())?;
     reactor.shutdown_on_signals(args.grace.grace())?;
     reactor.run()?;
     // Close the connections and the listener before removing the file.

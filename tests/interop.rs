@@ -282,10 +282,7 @@ pub fn rawloop_client_against_python_server<S: Selector + 'static>() {
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("peer.py server printed {line:?}"));
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let config = ClientConfig {
-        timeout: Duration::from_secs(5),
-        ..ClientConfig::default()
-    };
+    let config = ClientConfig::default().timeout(Duration::from_secs(5));
     for (spec, expect) in &CASES {
         let request = rawloop_request(spec);
         let responses = protocol::exchange(

@@ -140,10 +140,7 @@ fn header_with(length: &str) -> Vec<u8> {
 /// Every malformed-input class closes that one connection without an answer, while a client
 /// in the middle of its own request is still served afterwards.
 pub fn each_malformed_request_closes_only_its_connection<S: Selector + 'static>() {
-    let (server, addr) = start::<S>(ServerConfig {
-        max_content_len: 1024 * 1024,
-        ..ServerConfig::default()
-    });
+    let (server, addr) = start::<S>(ServerConfig::default().max_content_len(1024 * 1024));
     let good = protocol::request_search("ring").encode().unwrap();
     let mut patient = TcpStream::connect(addr).unwrap();
     patient.write_all(&good[..10]).unwrap();
@@ -271,10 +268,7 @@ pub fn empty_and_odd_content_gets_an_answer<S: Selector + 'static>() {
 
 pub fn half_a_request_is_closed_after_the_timeout<S: Selector + 'static>() {
     let timeout = Duration::from_millis(200);
-    let (server, addr) = start::<S>(ServerConfig {
-        request_timeout: timeout,
-        ..ServerConfig::default()
-    });
+    let (server, addr) = start::<S>(ServerConfig::default().request_timeout(timeout));
     let good = protocol::request_search("q").encode().unwrap();
     let start = Instant::now();
     let answer = send_raw(addr, &good[..good.len() / 2], false).unwrap();
@@ -292,10 +286,7 @@ pub fn half_a_request_is_closed_after_the_timeout<S: Selector + 'static>() {
 }
 
 pub fn keep_alive_answers_many_requests_in_order<S: Selector + 'static>() {
-    let (server, addr) = start::<S>(ServerConfig {
-        keep_alive: true,
-        ..ServerConfig::default()
-    });
+    let (server, addr) = start::<S>(ServerConfig::default().keep_alive(true));
     let requests: Vec<Message> = (0..100)
         .map(|i| protocol::request_search(&format!("q{i}")))
         .collect();
@@ -335,11 +326,7 @@ pub fn a_non_keep_alive_server_answers_one_request_per_connection<S: Selector + 
 /// had already read, and a client that only watched for writable until all its requests were
 /// sent deadlocked against it.
 pub fn keep_alive_pipeline_larger_than_the_output_limit<S: Selector + 'static>() {
-    let config = ServerConfig {
-        keep_alive: true,
-        output_limit: 2000,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().keep_alive(true).output_limit(2000);
     let (server, addr) = start::<S>(config);
     let requests = vec![protocol::request_search("q"); 3000];
     let responses = protocol::exchange(
@@ -359,11 +346,7 @@ pub fn keep_alive_pipeline_larger_than_the_output_limit<S: Selector + 'static>()
 /// Regression: a keep-alive server closed at once when the client half-closed, dropping the
 /// requests it had not answered yet and the responses still queued.
 pub fn keep_alive_answers_everything_before_a_half_close<S: Selector + 'static>() {
-    let config = ServerConfig {
-        keep_alive: true,
-        output_limit: 2000,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().keep_alive(true).output_limit(2000);
     let (server, addr) = start::<S>(config);
     let one = protocol::request_search("ring").encode().unwrap();
     let all: Vec<u8> = one.iter().copied().cycle().take(one.len() * 300).collect();

@@ -45,6 +45,27 @@ pub struct GraceArg {
     pub grace_ms: u64,
 }
 
+/// The `--idle-timeout-ms` and `--max-connections` options of the stream servers.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct LimitsArg {
+    /// Close a connection after this many milliseconds without any activity (off by
+    /// default, as in the seed programs).
+    #[arg(long = "idle-timeout-ms", value_name = "MS")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Refuse connections (reset at once) while this many are open.
+    #[arg(long = "max-connections", value_name = "N")]
+    pub max_connections: Option<usize>,
+}
+
+impl LimitsArg {
+    /// The limits these options ask for.
+    pub fn limits(&self) -> rawloop::server::Limits {
+        rawloop::server::Limits::default()
+            .idle_timeout(self.idle_timeout_ms.map(Duration::from_millis))
+            .max_connections(self.max_connections)
+    }
+}
+
 impl Default for GraceArg {
     fn default() -> GraceArg {
         GraceArg { grace_ms: 10_000 }

@@ -16,8 +16,9 @@ use crate::buffer::OutBuf;
 use crate::protocol::codec::{self, Decoder, Message};
 use crate::{Context, Event, Handler, Interest, Reactor, Selector, TimerId};
 
-/// Settings of a Message-protocol client.
+/// Settings of a Message-protocol client; start from `ClientConfig::default()`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ClientConfig {
     /// Responses announcing more content than this end the exchange with an error.
     pub max_content_len: usize,
@@ -31,6 +32,20 @@ impl Default for ClientConfig {
             max_content_len: codec::DEFAULT_MAX_CONTENT_LEN,
             timeout: Duration::from_secs(10),
         }
+    }
+}
+
+impl ClientConfig {
+    /// Sets [`max_content_len`](ClientConfig::max_content_len).
+    pub fn max_content_len(mut self, max: usize) -> ClientConfig {
+        self.max_content_len = max;
+        self
+    }
+
+    /// Sets [`timeout`](ClientConfig::timeout).
+    pub fn timeout(mut self, timeout: Duration) -> ClientConfig {
+        self.timeout = timeout;
+        self
     }
 }
 

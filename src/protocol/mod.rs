@@ -36,4 +36,4 @@ pub use codec::{
     response_text, Decoder, EncodeError, FrameError, Message, Stage, DEFAULT_MAX_CONTENT_LEN,
     HOST_BYTEORDER,
 };
-pub use server::{serve, ServerConfig, ServerConnection};
+pub use server::{serve, serve_with, ServerConfig, ServerConnection};

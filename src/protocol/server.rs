@@ -15,14 +15,15 @@ use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 use crate::buffer::OutBuf;
+use crate::diag::warn_limited;
 use crate::protocol::codec::{self, Decoder, Message, DEFAULT_MAX_CONTENT_LEN};
-use crate::{Acceptor, Context, Event, Handler, Interest, Reactor, Selector, TimerId, Token};
+use crate::server::Limits;
+use crate::{Context, Event, Handler, Interest, Reactor, Selector, TimerId, Token};
 
-/// How much one read event takes from the socket at most.
-const READ_CHUNK: usize = 64 * 1024;
-
-/// Settings of a Message-protocol server.
+/// Settings of a Message-protocol server; start from `ServerConfig::default()` and change
+/// what you need with the builder methods.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ServerConfig {
     /// Requests announcing more content than this are refused (the connection is closed).
     pub max_content_len: usize,
@@ -34,6 +35,8 @@ pub struct ServerConfig {
     /// With keep-alive, stop reading while this many response bytes wait for a client that
     /// does not read them.
     pub output_limit: usize,
+    /// Log each connection and request at `info` (an access log); otherwise at `debug`.
+    pub access_log: bool,
 }
 
 impl Default for ServerConfig {
@@ -43,8 +46,52 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(10),
             keep_alive: false,
             output_limit: 1024 * 1024,
+            access_log: false,
         }
     }
+}
+
+impl ServerConfig {
+    /// Sets [`max_content_len`](ServerConfig::max_content_len).
+    pub fn max_content_len(mut self, max: usize) -> ServerConfig {
+        self.max_content_len = max;
+        self
+    }
+
+    /// Sets [`request_timeout`](ServerConfig::request_timeout).
+    pub fn request_timeout(mut self, timeout: Duration) -> ServerConfig {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Sets [`keep_alive`](ServerConfig::keep_alive).
+    pub fn keep_alive(mut self, on: bool) -> ServerConfig {
+        self.keep_alive = on;
+        self
+    }
+
+    /// Sets [`output_limit`](ServerConfig::output_limit).
+    pub fn output_limit(mut self, limit: usize) -> ServerConfig {
+        self.output_limit = limit;
+        self
+    }
+
+    /// Sets [`access_log`](ServerConfig::access_log).
+    pub fn access_log(mut self, on: bool) -> ServerConfig {
+        self.access_log = on;
+        self
+    }
+}
+
+/// Logs at `info` with an access log, at `debug` without.
+macro_rules! access {
+    ($config:expr, $($arg:tt)+) => {
+        if $config.access_log {
+            log::info!($($arg)+)
+        } else {
+            log::debug!($($arg)+)
+        }
+    };
 }
 
 /// One server connection: reads requests, writes the answers of [`codec::respond`].
@@ -82,11 +129,16 @@ impl ServerConnection {
         self.served
     }
 
-    /// Reads once into the decoder; at end of stream, notes it.
-    fn read_once<S: Read>(&mut self, stream: &mut S) -> io::Result<()> {
-        match self.decoder.read_with(READ_CHUNK, |buf| stream.read(buf)) {
+    /// Reads once, into the reactor's shared buffer, and hands the decoder what arrived: a
+    /// connection holds memory in proportion to what it has received (regression: reading
+    /// straight into the decoder reserved and zeroed 64 KiB per connection at its first
+    /// read, so 2,000 connections that sent one byte each pinned 128 MB). At end of
+    /// stream, notes it.
+    fn read_once<S: Read>(&mut self, stream: &mut S, cx: &mut Context<'_>) -> io::Result<()> {
+        let buf = cx.read_buffer();
+        match stream.read(buf) {
             Ok(0) => self.eof = true,
-            Ok(_) => {}
+            Ok(n) => self.decoder.feed(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
         }
@@ -105,7 +157,9 @@ impl ServerConnection {
             };
             let response = match next {
                 Ok(Some(request)) => {
-                    log_request(&request, &self.peer);
+                    if self.config.access_log || log::log_enabled!(log::Level::Debug) {
+                        log_request(&request, &self.peer, self.config.access_log);
+                    }
                     codec::respond(&request)
                 }
                 Ok(None) => {
@@ -114,7 +168,7 @@ impl ServerConnection {
                 }
                 Err(e) => match codec::error_response(&e) {
                     Some(answer) => {
-                        log::info!("bad request content from {}: {e}", self.peer);
+                        log::debug!("bad request content from {}: {e}", self.peer);
                         answer
                     }
                     None => return Err(e.into()),
@@ -141,13 +195,19 @@ impl ServerConnection {
     }
 }
 
-fn log_request(request: &Message, peer: &str) {
+fn log_request(request: &Message, peer: &str, access_log: bool) {
+    let config = ServerConfig::default().access_log(access_log);
     match &request.json {
-        Some(value) => log::info!(
+        Some(value) => access!(
+            config,
             "received request {} from {peer}",
             codec::to_python_repr(value)
         ),
-        None => log::info!("received {} request from {peer}", request.content_type),
+        None => access!(
+            config,
+            "received {} request from {peer}",
+            request.content_type
+        ),
     }
 }
 
@@ -163,7 +223,7 @@ impl<S: Read + Write + 'static> Handler<S> for ServerConnection {
         }
         let served = self.served;
         if event.is_readable() && !self.done_reading && !self.eof && !self.out.is_full() {
-            self.read_once(stream)?;
+            self.read_once(stream, cx)?;
         }
         self.answer_buffered(stream)?;
         if self.served != served {
@@ -171,7 +231,6 @@ impl<S: Read + Write + 'static> Handler<S> for ServerConnection {
         }
         let interest = match (self.done_reading, self.out.is_empty(), self.out.is_full()) {
             (true, true, _) => {
-                log::info!("closing connection to {}", self.peer);
                 cx.close();
                 return Ok(());
             }
@@ -186,7 +245,7 @@ impl<S: Read + Write + 'static> Handler<S> for ServerConnection {
     fn timeout(&mut self, _: &mut S, cx: &mut Context<'_>, timer: TimerId) -> io::Result<()> {
         if self.deadline == Some(timer) {
             self.deadline = None;
-            log::warn!(
+            warn_limited!(
                 "closing connection to {}: no complete request within {:?} ({} bytes of one received)",
                 self.peer,
                 self.config.request_timeout,
@@ -209,8 +268,10 @@ impl<S: Read + Write + 'static> Handler<S> for ServerConnection {
     }
 
     fn closed(&mut self, _: &mut S, _: &mut Context<'_>, error: Option<&io::Error>) {
-        if let Some(e) = error {
-            log::warn!("closing connection to {}: {e}", self.peer);
+        // The reactor has logged the error (at most once a second per kind).
+        match error {
+            Some(e) => log::debug!("closing connection to {}: {e}", self.peer),
+            None => access!(self.config, "closing connection to {}", self.peer),
         }
     }
 }
@@ -222,16 +283,22 @@ pub fn serve<S: Selector>(
     listener: TcpListener,
     config: ServerConfig,
 ) -> io::Result<Token> {
-    let acceptor = Acceptor::tcp(move |stream, peer, cx| {
-        log::info!("accepted connection from {}", python_addr(peer));
-        cx.register(
-            stream,
-            Interest::READABLE,
-            ServerConnection::new(python_addr(peer), config),
-        )?;
-        Ok(())
-    });
-    reactor.register(listener, Interest::READABLE, acceptor)
+    serve_with(reactor, listener, config, Limits::default())
+}
+
+/// [`serve`] within `limits` (a cap on open connections; the request timeout of `config` is
+/// the idle timeout of this protocol).
+pub fn serve_with<S: Selector>(
+    reactor: &mut Reactor<S>,
+    listener: TcpListener,
+    config: ServerConfig,
+    limits: Limits,
+) -> io::Result<Token> {
+    let (token, _) = crate::server::serve(&mut reactor.context(), listener, limits, move |peer| {
+        access!(config, "accepted connection from {}", python_addr(*peer));
+        Ok(ServerConnection::new(python_addr(*peer), config))
+    })?;
+    Ok(token)
 }
 
 /// An address as the reference prints it: `('127.0.0.1', 65432)`.

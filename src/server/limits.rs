@@ -95,7 +95,8 @@ impl ServeStats {
         self.idle_closed.get()
     }
 
-    /// Connections open now.
+    /// Connections open now. Counted only when the limits set an idle timeout or a cap (a
+    /// connection then carries a small wrapper that counts it); 0 otherwise.
     pub fn open(&self) -> usize {
         self.open.get()
     }
@@ -164,18 +165,24 @@ where
                 return Ok(());
             }
         };
-        let guarded = Guarded {
-            inner: handler,
-            idle: limits.idle_timeout.map(|after| {
-                Box::new(Idle {
-                    after,
-                    timer: None,
-                    last: cx.now(),
-                })
-            }),
-            open: OpenCount::new(shared.clone()),
-        };
-        cx.register(stream, Interest::READABLE, guarded)?;
+        if limits.idle_timeout.is_none() && limits.max_connections.is_none() {
+            // Nothing to enforce: the handler alone, so that a connection costs no more
+            // than its handler.
+            cx.register(stream, Interest::READABLE, handler)?;
+        } else {
+            let guarded = Guarded {
+                inner: handler,
+                idle: limits.idle_timeout.map(|after| {
+                    Box::new(Idle {
+                        after,
+                        timer: None,
+                        last: cx.now(),
+                    })
+                }),
+                open: OpenCount::new(shared.clone()),
+            };
+            cx.register(stream, Interest::READABLE, guarded)?;
+        }
         shared.accepted.set(shared.accepted.get() + 1);
         Ok(())
     };
