@@ -1,5 +1,5 @@
 //! A load generator for echo servers and for the Message protocol (`docs/protocol.md`),
-//! used by `benches/compare.rs` and usable by hand.
+//! used by `benches/compare` and usable by hand.
 //!
 //! It opens `--idle` connections first and leaves them open (each is first checked with a
 //! one-byte echo, so the server has really accepted and registered it), then `--connections`

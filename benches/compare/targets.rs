@@ -1,0 +1,117 @@
+//! The targets of the benchmark issue, each met, not met, or level.
+
+use std::fmt::Write as _;
+
+use crate::load::Measured;
+use crate::plan::{BackendName, Cell, Plan, Server};
+use crate::report::{size_name, thousands};
+use crate::stats::{summary, syscalls_per_message, Runs};
+
+/// The targets of the benchmark issue, each met or not.
+pub fn targets(plan: &Plan, runs: &Runs) -> String {
+    let mut md = String::from("\n## Targets\n\n");
+    let cpu = |m: &Measured| m.cpu_us;
+    let epoll = Server::Rawloop(BackendName("epoll"));
+    let med = |cell: Cell, s: Server| summary(runs, plan.rounds, cell, s, cpu).map(|x| x.0);
+    let verdict = |ok: bool| if ok { "**met**" } else { "**not met**" };
+    let first_idle = plan.idle.first().copied().unwrap_or(0);
+    for &size in &plan.sizes {
+        let cell = Cell {
+            size,
+            active: 50,
+            idle: first_idle,
+        };
+        if let (Some(e), Some(m)) = (med(cell, epoll), med(cell, Server::Mio)) {
+            let _ = writeln!(
+                md,
+                "- rawloop-epoll CPU per request ≤ mio's at 50 connections, {}: {:.2} µs vs {:.2} µs ({:.2}×): {}",
+                size_name(size),
+                e,
+                m,
+                e / m,
+                verdict(e <= m)
+            );
+        }
+    }
+    if let (Some(&lo), Some(&hi)) = (plan.idle.first(), plan.idle.last()) {
+        if hi > lo {
+            for &size in &plan.sizes {
+                for &active in &plan.active {
+                    let a = med(
+                        Cell {
+                            size,
+                            active,
+                            idle: lo,
+                        },
+                        epoll,
+                    );
+                    let b = med(
+                        Cell {
+                            size,
+                            active,
+                            idle: hi,
+                        },
+                        epoll,
+                    );
+                    if let (Some(a), Some(b)) = (a, b) {
+                        let _ = writeln!(
+                            md,
+                            "- rawloop-epoll at {} idle within 10% of {} idle, {} × {}: {:.2} → {:.2} µs ({:+.1}%): {}",
+                            thousands(hi),
+                            lo,
+                            size_name(size),
+                            active,
+                            a,
+                            b,
+                            (b / a - 1.0) * 100.0,
+                            verdict(b <= a * 1.10)
+                        );
+                    }
+                }
+            }
+        }
+    }
+    for &size in &plan.sizes {
+        let cell = Cell {
+            size,
+            active: 50,
+            idle: first_idle,
+        };
+        if let Some(x) = syscalls_per_message(runs, plan.rounds, cell, epoll) {
+            let _ = writeln!(
+                md,
+                "- rawloop-epoll syscalls per echoed message ≤ 2.1 at 50 connections, {} (from the reactor counters): {x:.3}: {}",
+                size_name(size),
+                verdict(x <= 2.1)
+            );
+        }
+    }
+    for name in ["select", "poll"] {
+        let s = Server::Rawloop(BackendName(name));
+        if !plan.servers.contains(&s) {
+            continue;
+        }
+        for &size in &plan.sizes {
+            for &active in &plan.active {
+                let cell = Cell {
+                    size,
+                    active,
+                    idle: first_idle,
+                };
+                if let (Some(x), Some(e)) = (med(cell, s), med(cell, epoll)) {
+                    let _ = writeln!(
+                        md,
+                        "- rawloop-{name} at most 15% above epoll with {first_idle} idle, {} × {}: {:.2} vs {:.2} µs ({:+.1}%): {}",
+                        size_name(size),
+                        active,
+                        x,
+                        e,
+                        (x / e - 1.0) * 100.0,
+                        verdict(x <= e * 1.15)
+                    );
+                }
+            }
+        }
+    }
+    md
+}
