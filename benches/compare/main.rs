@@ -10,9 +10,10 @@
 //! The report (Markdown, printed and written to `<out>/results.md`) gives the median of each
 //! figure over the rounds with the median ratio to mio in the same round, the syscalls per
 //! echoed message (rawloop's reactor counters, and `strace -c` as a cross-check), the Message
-//! protocol through `app_server` when it is built, and the targets met or not. `<out>` also
-//! gets every run's raw figures (`runs.json`) and a plot of CPU time per request against idle
-//! connections (`cpu_vs_idle.svg`).
+//! protocol through `app_server` when it is built, and the targets met or not (or level, where
+//! a ratio is inside the run-to-run spread). `<out>` also gets every run's raw figures
+//! (`runs.json`) and a plot of CPU time per request against idle connections
+//! (`cpu_vs_idle.svg`).
 //!
 //! Nothing here can hang: every child has a deadline and is killed when it passes, children
 //! die with the runner (PR_SET_PDEATHSIG), and a server that cannot hold a configuration is

@@ -1,19 +1,42 @@
-//! The targets of the benchmark issue, each met, not met, or level.
+//! The targets of the benchmark issue, each met, not met, or level with what it is compared
+//! to.
 
 use std::fmt::Write as _;
 
 use crate::load::Measured;
 use crate::plan::{BackendName, Cell, Plan, Server};
 use crate::report::{size_name, thousands};
-use crate::stats::{summary, syscalls_per_message, Runs};
+use crate::stats::{range, summary, syscalls_per_message, Runs};
 
-/// The targets of the benchmark issue, each met or not.
+/// The targets of the benchmark issue, each met or not; a target that compares two CPU
+/// figures whose ranges over the rounds overlap is neither: the two are level.
 pub fn targets(plan: &Plan, runs: &Runs) -> String {
     let mut md = String::from("\n## Targets\n\n");
+    if plan.rounds < 2 {
+        md.push_str(
+            "One round: no run-to-run spread was measured, so a comparison is level only where \
+             its two figures are equal.\n\n",
+        );
+    }
     let cpu = |m: &Measured| m.cpu_us;
     let epoll = Server::Rawloop(BackendName("epoll"));
     let med = |cell: Cell, s: Server| summary(runs, plan.rounds, cell, s, cpu).map(|x| x.0);
     let verdict = |ok: bool| if ok { "**met**" } else { "**not met**" };
+    // The verdict on the CPU time of `s` in `cell` against that of `than` in `than_cell`,
+    // named `other`: met or not by `ok`, unless their ranges over the rounds overlap, which
+    // puts the ratio inside the run-to-run spread.
+    let compared = |ok: bool, cell: Cell, s: Server, than_cell: Cell, than: Server, other: &str| {
+        let spread = |cell: Cell, s: Server| range(runs, plan.rounds, cell, s, cpu);
+        match (spread(cell, s), spread(than_cell, than)) {
+            (Some((lo, hi)), Some((other_lo, other_hi))) if lo <= other_hi && other_lo <= hi => {
+                format!(
+                    "**level with {other}** (the ratio is inside the run-to-run spread: \
+                     {lo:.2}–{hi:.2} µs vs {other_lo:.2}–{other_hi:.2} µs)"
+                )
+            }
+            _ => verdict(ok).to_string(),
+        }
+    };
     let first_idle = plan.idle.first().copied().unwrap_or(0);
     for &size in &plan.sizes {
         let cell = Cell {
@@ -29,7 +52,7 @@ pub fn targets(plan: &Plan, runs: &Runs) -> String {
                 e,
                 m,
                 e / m,
-                verdict(e <= m)
+                compared(e <= m, cell, epoll, cell, Server::Mio, "mio")
             );
         }
     }
@@ -37,22 +60,17 @@ pub fn targets(plan: &Plan, runs: &Runs) -> String {
         if hi > lo {
             for &size in &plan.sizes {
                 for &active in &plan.active {
-                    let a = med(
-                        Cell {
-                            size,
-                            active,
-                            idle: lo,
-                        },
-                        epoll,
-                    );
-                    let b = med(
-                        Cell {
-                            size,
-                            active,
-                            idle: hi,
-                        },
-                        epoll,
-                    );
+                    let without = Cell {
+                        size,
+                        active,
+                        idle: lo,
+                    };
+                    let with = Cell {
+                        size,
+                        active,
+                        idle: hi,
+                    };
+                    let (a, b) = (med(without, epoll), med(with, epoll));
                     if let (Some(a), Some(b)) = (a, b) {
                         let _ = writeln!(
                             md,
@@ -64,7 +82,7 @@ pub fn targets(plan: &Plan, runs: &Runs) -> String {
                             a,
                             b,
                             (b / a - 1.0) * 100.0,
-                            verdict(b <= a * 1.10)
+                            compared(b <= a * 1.10, with, epoll, without, epoll, &format!("{lo} idle"))
                         );
                     }
                 }
@@ -107,7 +125,7 @@ pub fn targets(plan: &Plan, runs: &Runs) -> String {
                         x,
                         e,
                         (x / e - 1.0) * 100.0,
-                        verdict(x <= e * 1.15)
+                        compared(x <= e * 1.15, cell, s, cell, epoll, "epoll")
                     );
                 }
             }
