@@ -1,6 +1,11 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod clients;
+pub mod echo;
+pub mod fds;
+pub mod servers;
+
 use std::io;
 
 /// Raises the soft RLIMIT_NOFILE to at least `want` (up to the hard limit) and returns the
@@ -269,4 +274,31 @@ pub fn free_port_pair() -> u16 {
         }
     }
     panic!("no two consecutive free loopback ports");
+}
+
+/// A directory of its own under the system's temp dir, removed with what it holds on drop.
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    /// A new, empty directory; `tag` goes into its name.
+    pub fn new(tag: &str) -> TempDir {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("rawloop-test-{}-{tag}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).expect("creating a temp dir");
+        TempDir(dir)
+    }
+
+    /// The path of `name` in the directory.
+    pub fn join(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
