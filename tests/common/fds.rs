@@ -40,6 +40,11 @@ impl Fds {
         }
     }
 
+    /// The baseline: how many fds were open when the test began.
+    pub fn count(&self) -> usize {
+        self.baseline
+    }
+
     /// Waits up to `limit` for exactly `want` fds to be open; panics with `what` otherwise.
     pub fn wait_for(&self, want: usize, limit: Duration, what: &str) {
         let deadline = Instant::now() + limit;

@@ -302,3 +302,26 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// A reactor serving a free loopback port on its own thread: `serve` registers the listener
+/// with it. Returns the server and the port's address.
+pub fn serve_loopback<S, F>(serve: F) -> (ServerThread, std::net::SocketAddr)
+where
+    S: rawloop::Selector + 'static,
+    F: FnOnce(&mut rawloop::Reactor<S>, std::net::TcpListener) -> io::Result<()> + Send + 'static,
+{
+    let listener = loopback_listener();
+    let addr = listener.local_addr().unwrap();
+    let server = ServerThread::spawn::<S, _>(move |reactor| serve(reactor, listener));
+    (server, addr)
+}
+
+/// A Message-protocol frame (`docs/protocol.md`) of any header bytes and content: the
+/// header's length as a big-endian `u16`, the header, the content.
+pub fn frame(header: &[u8], content: &[u8]) -> Vec<u8> {
+    let len = u16::try_from(header.len()).expect("a header of at most 65,535 bytes");
+    let mut frame = len.to_be_bytes().to_vec();
+    frame.extend_from_slice(header);
+    frame.extend_from_slice(content);
+    frame
+}
