@@ -22,19 +22,36 @@ pub fn to_python_json(value: &Value) -> String {
 }
 
 pub(super) fn write_py_json(out: &mut String, value: &Value) {
+    write_py(out, value, Style::Json);
+}
+
+/// How Python shows a value: as `json.dumps` writes it, or as `repr()` shows what
+/// `json.loads` makes of it. They differ in the constants' names and in how strings are
+/// quoted and escaped; numbers, lists and dicts are written alike.
+#[derive(Clone, Copy)]
+enum Style {
+    Json,
+    Repr,
+}
+
+fn write_py(out: &mut String, value: &Value, style: Style) {
+    let (null, yes, no, string): (_, _, _, fn(&mut String, &str)) = match style {
+        Style::Json => ("null", "true", "false", write_py_string),
+        Style::Repr => ("None", "True", "False", write_py_str_repr),
+    };
     match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(true) => out.push_str("true"),
-        Value::Bool(false) => out.push_str("false"),
+        Value::Null => out.push_str(null),
+        Value::Bool(true) => out.push_str(yes),
+        Value::Bool(false) => out.push_str(no),
         Value::Number(n) => write_py_number(out, n),
-        Value::String(s) => write_py_string(out, s),
+        Value::String(s) => string(out, s),
         Value::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                write_py_json(out, item);
+                write_py(out, item, style);
             }
             out.push(']');
         }
@@ -44,9 +61,9 @@ pub(super) fn write_py_json(out: &mut String, value: &Value) {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                write_py_string(out, key);
+                string(out, key);
                 out.push_str(": ");
-                write_py_json(out, item);
+                write_py(out, item, style);
             }
             out.push('}');
         }
@@ -170,35 +187,7 @@ pub fn to_python_str(value: &Value) -> String {
 }
 
 fn write_py_repr(out: &mut String, value: &Value) {
-    match value {
-        Value::Null => out.push_str("None"),
-        Value::Bool(true) => out.push_str("True"),
-        Value::Bool(false) => out.push_str("False"),
-        Value::Number(n) => write_py_number(out, n),
-        Value::String(s) => write_py_str_repr(out, s),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_py_repr(out, item);
-            }
-            out.push(']');
-        }
-        Value::Object(members) => {
-            out.push('{');
-            for (i, (key, item)) in members.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_py_str_repr(out, key);
-                out.push_str(": ");
-                write_py_repr(out, item);
-            }
-            out.push('}');
-        }
-    }
+    write_py(out, value, Style::Repr);
 }
 
 fn write_py_str_repr(out: &mut String, s: &str) {
