@@ -129,25 +129,22 @@ trait Duplex: Read + Write + AsRawFd + Send + Sized + 'static {
     fn set_timeouts(&self, timeout: Duration) -> io::Result<()>;
 }
 
-impl Duplex for TcpStream {
-    fn duplicate(&self) -> io::Result<TcpStream> {
-        self.try_clone()
-    }
-    fn set_timeouts(&self, timeout: Duration) -> io::Result<()> {
-        self.set_read_timeout(Some(timeout))?;
-        self.set_write_timeout(Some(timeout))
-    }
+/// TCP and Unix streams have the same inherent methods, but no trait in common.
+macro_rules! duplex {
+    ($($stream:ty),*) => {$(
+        impl Duplex for $stream {
+            fn duplicate(&self) -> io::Result<$stream> {
+                self.try_clone()
+            }
+            fn set_timeouts(&self, timeout: Duration) -> io::Result<()> {
+                self.set_read_timeout(Some(timeout))?;
+                self.set_write_timeout(Some(timeout))
+            }
+        }
+    )*};
 }
 
-impl Duplex for UnixStream {
-    fn duplicate(&self) -> io::Result<UnixStream> {
-        self.try_clone()
-    }
-    fn set_timeouts(&self, timeout: Duration) -> io::Result<()> {
-        self.set_read_timeout(Some(timeout))?;
-        self.set_write_timeout(Some(timeout))
-    }
-}
+duplex!(TcpStream, UnixStream);
 
 /// Sends `data` on `stream` from a second thread while reading the echo on this one, and
 /// returns what came back: `data.len()` bytes, or fewer if the stream ended first.
