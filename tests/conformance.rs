@@ -1,7 +1,8 @@
 //! The Selector contract, checked once per backend compiled on this machine.
 //!
-//! Every test is a generic function over `S: Selector`; `conformance!` instantiates all of
-//! them for one backend, so `cargo test --test conformance poll::` runs one backend's suite.
+//! Every test is a generic function over `S: Selector`; `common::per_backend!` instantiates
+//! all of them for each backend, so `cargo test --test conformance poll::` runs one
+//! backend's suite.
 
 mod common;
 
