@@ -1,5 +1,5 @@
 //! The targets of the benchmark issue, each met, not met, or level with what it is compared
-//! to.
+//! to (no verdict on one round).
 
 use std::fmt::Write as _;
 
@@ -9,23 +9,21 @@ use crate::report::{size_name, thousands};
 use crate::stats::{range, summary, syscalls_per_message, Runs};
 
 /// The targets of the benchmark issue, each met or not; a target that compares two CPU
-/// figures whose ranges over the rounds overlap is neither: the two are level.
+/// figures whose ranges over the rounds overlap is neither: the two are level. With one round
+/// there is no range, and such a target gets no verdict.
 pub fn targets(plan: &Plan, runs: &Runs) -> String {
     let mut md = String::from("\n## Targets\n\n");
-    if plan.rounds < 2 {
-        md.push_str(
-            "One round: no run-to-run spread was measured, so a comparison is level only where \
-             its two figures are equal.\n\n",
-        );
-    }
     let cpu = |m: &Measured| m.cpu_us;
     let epoll = Server::Rawloop(BackendName("epoll"));
     let med = |cell: Cell, s: Server| summary(runs, plan.rounds, cell, s, cpu).map(|x| x.0);
     let verdict = |ok: bool| if ok { "**met**" } else { "**not met**" };
     // The verdict on the CPU time of `s` in `cell` against that of `than` in `than_cell`,
     // named `other`: met or not by `ok`, unless their ranges over the rounds overlap, which
-    // puts the ratio inside the run-to-run spread.
+    // puts the ratio inside the run-to-run spread. One round measures no spread.
     let compared = |ok: bool, cell: Cell, s: Server, than_cell: Cell, than: Server, other: &str| {
+        if plan.rounds < 2 {
+            return "**no verdict** (one round measures no run-to-run spread)".to_string();
+        }
         let spread = |cell: Cell, s: Server| range(runs, plan.rounds, cell, s, cpu);
         match (spread(cell, s), spread(than_cell, than)) {
             (Some((lo, hi)), Some((other_lo, other_hi))) if lo <= other_hi && other_lo <= hi => {
