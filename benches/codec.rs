@@ -1,4 +1,4 @@
-//! The Message-protocol codec (`src/protocol/codec.rs`, the frames of `docs/protocol.md`):
+//! The Message-protocol codec (`src/protocol/codec/`, the frames of `docs/protocol.md`):
 //! encoding and decoding the reference requests and responses, with no I/O.
 //!
 //! `cargo bench --bench codec`

@@ -1,4 +1,4 @@
-//! A TCP echo server on mio, the peer that `benches/compare.rs` measures rawloop against.
+//! A TCP echo server on mio, the peer that `benches/compare` measures rawloop against.
 //!
 //! It does the same work as rawloop's `echo_server`: one thread, one poll instance, and the
 //! echo service of `common/mio_echo.rs` (edge-triggered, registered once, partial writes

@@ -1,4 +1,4 @@
-//! A TCP echo server on tokio's current-thread runtime, a peer that `benches/compare.rs`
+//! A TCP echo server on tokio's current-thread runtime, a peer that `benches/compare`
 //! measures rawloop against.
 //!
 //! It does the same work as rawloop's `echo_server`: one thread, each connection read into a

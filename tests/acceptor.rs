@@ -6,7 +6,6 @@ mod common;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::RawFd;
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -152,6 +151,7 @@ fn open_fds(pid: u32) -> usize {
 #[cfg(target_os = "linux")]
 fn out_of_fds_pauses_then_serves_every_client<S: Selector + 'static>() {
     const CLIENTS: usize = 200;
+    use std::process::{Command, Stdio};
     if Command::new("prlimit").arg("--version").output().is_err() {
         eprintln!("SKIPPED: prlimit (util-linux) is not installed");
         return;

@@ -1,6 +1,8 @@
 //! The Message protocol codec against the frames of `docs/protocol.md` and every class of
 //! malformed input.
 
+mod common;
+
 use rawloop::protocol::codec::{
     self, to_python_json, to_python_repr, to_python_str, Decoder, FrameError, Message, Stage,
     CLIENT_BINARY_TYPE, DEFAULT_MAX_CONTENT_LEN, HOST_BYTEORDER, SERVER_BINARY_TYPE,
@@ -55,8 +57,7 @@ fn encode_little(mut message: Message) -> Vec<u8> {
 
 /// A frame with an arbitrary header text and content.
 fn raw_frame(header: &str, content: &[u8]) -> Vec<u8> {
-    let len = u16::try_from(header.len()).expect("short header");
-    frame(len.to_be_bytes(), header, content)
+    common::frame(header.as_bytes(), content)
 }
 
 fn header_with(content_length: &str, content_type: &str) -> String {

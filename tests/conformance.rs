@@ -1,7 +1,8 @@
 //! The Selector contract, checked once per backend compiled on this machine.
 //!
-//! Every test is a generic function over `S: Selector`; `conformance!` instantiates all of
-//! them for one backend, so `cargo test --test conformance poll::` runs one backend's suite.
+//! Every test is a generic function over `S: Selector`; `common::per_backend!` instantiates
+//! all of them for each backend, so `cargo test --test conformance poll::` runs one
+//! backend's suite.
 
 mod common;
 
@@ -410,41 +411,20 @@ pub fn waker_wakes_a_blocked_select<S: Selector>() {
     assert!(!source.reset().unwrap());
 }
 
-macro_rules! conformance {
-    ($backend:ident, $ty:ty) => {
-        mod $backend {
-            conformance!(@tests $ty;
-                readable_after_write,
-                writable_on_fresh_socket,
-                interest_change_takes_effect,
-                deregister_stops_events,
-                peer_close_is_reported,
-                peer_close_of_pipe_is_reported,
-                hangup_reaches_a_write_only_registration,
-                readiness_repeats_while_undrained,
-                full_buffer_reports_every_fd_in_turn,
-                two_thousand_fds,
-                timeouts_are_never_early,
-                signal_during_wait_resumes_it,
-                reused_fd_number_after_deregister,
-                errors_are_the_same_kind_everywhere,
-                waker_wakes_a_blocked_select,
-            );
-        }
-    };
-    (@tests $ty:ty; $($name:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $name() {
-                super::$name::<$ty>();
-            }
-        )*
-    };
-}
-
-conformance!(select, rawloop::Select);
-conformance!(poll, rawloop::Poll);
-#[cfg(rawloop_epoll)]
-conformance!(epoll, rawloop::Epoll);
-#[cfg(rawloop_kqueue)]
-conformance!(kqueue, rawloop::Kqueue);
+common::per_backend!(
+    readable_after_write,
+    writable_on_fresh_socket,
+    interest_change_takes_effect,
+    deregister_stops_events,
+    peer_close_is_reported,
+    peer_close_of_pipe_is_reported,
+    hangup_reaches_a_write_only_registration,
+    readiness_repeats_while_undrained,
+    full_buffer_reports_every_fd_in_turn,
+    two_thousand_fds,
+    timeouts_are_never_early,
+    signal_during_wait_resumes_it,
+    reused_fd_number_after_deregister,
+    errors_are_the_same_kind_everywhere,
+    waker_wakes_a_blocked_select,
+);

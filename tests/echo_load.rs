@@ -1,5 +1,6 @@
 //! The echo server example under load on every backend: many concurrent clients with
-//! payloads from 1 byte to 1 MiB, and fd counts after heavy connection churn.
+//! payloads from 1 byte to 1 MiB, and fd counts after heavy connection churn. Every test
+//! ends with the process's fds as it found them.
 
 mod common;
 
@@ -10,18 +11,16 @@ mod echo_server;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::fds::{open_fds, Fds};
 use common::ServerThread;
 use rawloop::{Interest, Selector};
 
 fn start<S: Selector + 'static>() -> (ServerThread, SocketAddr) {
-    let listener = common::loopback_listener();
-    let addr = listener.local_addr().unwrap();
-    let server = ServerThread::spawn::<S, _>(move |reactor| echo_server::serve(reactor, listener));
-    (server, addr)
+    common::serve_loopback::<S, _>(echo_server::serve)
 }
 
 /// The payload of connection `i`: sizes cycle through 1 B, 1 KiB, 64 KiB and 1 MiB, each
@@ -31,8 +30,9 @@ fn payload(i: usize) -> Vec<u8> {
     (0..size).map(|j| (j * 31 + i * 7) as u8).collect()
 }
 
-/// 200 connections at once, each echoing its payload; returns the bytes echoed.
-pub fn two_hundred_concurrent_clients<S: Selector + 'static>() -> usize {
+/// 200 connections at once, each echoing its payload; nothing is left open afterwards.
+pub fn two_hundred_concurrent_clients<S: Selector + 'static>() {
+    let fds = Fds::baseline::<S>();
     let (server, addr) = start::<S>();
     let clients: Vec<_> = (0..200)
         .map(|i| {
@@ -53,17 +53,13 @@ pub fn two_hundred_concurrent_clients<S: Selector + 'static>() -> usize {
     let total: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
     server.stop().unwrap();
     assert_eq!(total, 50 * (1 + 1024 + 64 * 1024 + 1024 * 1024));
-    total
+    fds.assert_back();
 }
 
 /// 10,000 connect/echo/close cycles, half closed cleanly and half reset; afterwards the
 /// process has exactly as many fds open as before the server started.
 pub fn fd_count_returns_to_baseline_after_churn<S: Selector + 'static>() {
-    // libkqueue opens process-wide fds with its first kqueue and closes a kqueue's own fds
-    // later, on a thread of its own: let that settle before and after measuring.
-    drop(S::new().unwrap());
-    thread::sleep(Duration::from_millis(200));
-    let baseline = common::open_fd_count().unwrap();
+    let fds = Fds::baseline::<S>();
     let (server, addr) = start::<S>();
     for i in 0..10_000 {
         let mut s = TcpStream::connect(addr).unwrap();
@@ -77,20 +73,17 @@ pub fn fd_count_returns_to_baseline_after_churn<S: Selector + 'static>() {
     }
     // Every connection the server still holds closes once it sees the end of its stream.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while common::open_fd_count().unwrap() > baseline + 6 && Instant::now() < deadline {
+    while open_fds() > fds.count() + 6 && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(10));
     }
     server.stop().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while common::open_fd_count().unwrap() != baseline && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(10));
-    }
-    assert_eq!(common::open_fd_count().unwrap(), baseline, "fds leaked");
+    fds.assert_back();
 }
 
 /// Regression: a peer that sent everything, half-closed, and read slowly lost the part of
 /// the echo still queued in the server when the server saw end of stream.
 pub fn half_close_with_echo_still_queued_gets_every_byte<S: Selector + 'static>() {
+    let fds = Fds::baseline::<S>();
     let (theirs, ours) = common::stream_pair();
     let server = ServerThread::spawn::<S, _>(move |reactor| {
         reactor
@@ -125,27 +118,13 @@ pub fn half_close_with_echo_still_queued_gets_every_byte<S: Selector + 'static>(
     assert_eq!(back.len(), data.len(), "bytes lost");
     assert!(back == data);
     server.stop().unwrap();
+    drop(reader);
+    fds.assert_back();
 }
 
-/// The fd count is process-wide: one backend at a time, so nothing else opens fds while
-/// it is measured.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-macro_rules! load_suite {
-    ($backend:ident, $ty:ty) => {
-        #[test]
-        fn $backend() {
-            let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-            fd_count_returns_to_baseline_after_churn::<$ty>();
-            two_hundred_concurrent_clients::<$ty>();
-            half_close_with_echo_still_queued_gets_every_byte::<$ty>();
-        }
-    };
-}
-
-load_suite!(select, rawloop::Select);
-load_suite!(poll, rawloop::Poll);
-#[cfg(rawloop_epoll)]
-load_suite!(epoll, rawloop::Epoll);
-#[cfg(rawloop_kqueue)]
-load_suite!(kqueue, rawloop::Kqueue);
+// Each test takes its turn with `Fds::baseline`: the fd count is process-wide.
+common::per_backend!(
+    fd_count_returns_to_baseline_after_churn,
+    two_hundred_concurrent_clients,
+    half_close_with_echo_still_queued_gets_every_byte,
+);

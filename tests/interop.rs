@@ -85,12 +85,9 @@ fn rawloop_request(spec: &str) -> Message {
 }
 
 fn start<S: Selector + 'static>() -> (ServerThread, SocketAddr) {
-    let listener = common::loopback_listener();
-    let addr = listener.local_addr().unwrap();
-    let server = ServerThread::spawn::<S, _>(move |reactor| {
+    common::serve_loopback::<S, _>(|reactor, listener| {
         protocol::serve(reactor, listener, ServerConfig::default()).map(drop)
-    });
-    (server, addr)
+    })
 }
 
 /// Whether python3 runs here, found out once per test binary. When it does not, the tests
@@ -366,29 +363,8 @@ pub fn raw_bytes_of_the_protocol_md_exchange<S: Selector + 'static>() {
     server.stop().unwrap();
 }
 
-macro_rules! interop_suite {
-    ($backend:ident, $ty:ty) => {
-        mod $backend {
-            interop_suite!(@tests $ty;
-                python_client_against_rawloop_server,
-                rawloop_client_against_python_server,
-                raw_bytes_of_the_protocol_md_exchange,
-            );
-        }
-    };
-    (@tests $ty:ty; $($name:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $name() {
-                super::$name::<$ty>();
-            }
-        )*
-    };
-}
-
-interop_suite!(select, rawloop::Select);
-interop_suite!(poll, rawloop::Poll);
-#[cfg(rawloop_epoll)]
-interop_suite!(epoll, rawloop::Epoll);
-#[cfg(rawloop_kqueue)]
-interop_suite!(kqueue, rawloop::Kqueue);
+common::per_backend!(
+    python_client_against_rawloop_server,
+    rawloop_client_against_python_server,
+    raw_bytes_of_the_protocol_md_exchange,
+);

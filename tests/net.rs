@@ -1,16 +1,18 @@
 //! rawloop::net on loopback: every socket comes back non-blocking and close-on-exec, accepts
 //! name their peers, options reach the kernel, and connects report through SO_ERROR.
 
+mod common;
+
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{self as sock, sockopt, AddressFamily, SockFlag, SockType, UnixAddr};
 
+use common::TempDir;
 use rawloop::net::{
     self, ListenOptions, Listener, MulticastInterface, UdpOptions, UnixListenOptions,
 };
@@ -108,30 +110,6 @@ fn ipv6_loopback() -> Option<SocketAddr> {
             eprintln!("skipping the IPv6 part: cannot bind {addr}: {e}");
             None
         }
-    }
-}
-
-/// A path in the temporary directory, removed when dropped.
-struct TempPath(PathBuf);
-
-impl TempPath {
-    fn new(name: &str) -> TempPath {
-        let path = std::env::temp_dir().join(format!("rawloop-net-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        TempPath(path)
-    }
-}
-
-impl std::ops::Deref for TempPath {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
     }
 }
 
@@ -429,7 +407,8 @@ fn multicast_interface_must_fit_the_group() {
 
 #[test]
 fn unix_listener_replaces_a_stale_socket_file() {
-    let path = TempPath::new("stale.sock");
+    let dir = TempDir::new("net");
+    let path = dir.join("stale.sock");
     // What a server that did not clean up leaves behind.
     drop(std::os::unix::net::UnixListener::bind(&*path).unwrap());
     assert!(path.exists());
@@ -457,14 +436,15 @@ fn unix_listener_replaces_a_stale_socket_file() {
 
 #[test]
 fn unix_listener_leaves_other_files_alone() {
-    let path = TempPath::new("regular-file");
+    let dir = TempDir::new("net");
+    let path = dir.join("regular-file");
     std::fs::write(&*path, b"precious").unwrap();
     let e = net::listen_unix(&*path, &UnixListenOptions::default().remove_stale(true)).unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{e}");
     assert!(e.to_string().contains("not a socket"), "{e}");
     assert_eq!(std::fs::read(&*path).unwrap(), b"precious");
 
-    let missing = TempPath::new("nobody-listens.sock");
+    let missing = dir.join("nobody-listens.sock");
     let e = net::connect_unix(&*missing).unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
 }
@@ -472,10 +452,11 @@ fn unix_listener_leaves_other_files_alone() {
 /// A client bound to a path (or, on Linux, an abstract name) is named by accept_unix.
 #[test]
 fn accept_unix_names_bound_clients() {
-    let path = TempPath::new("named-server.sock");
+    let dir = TempDir::new("net");
+    let path = dir.join("named-server.sock");
     let listener = net::listen_unix(&*path, &UnixListenOptions::default()).unwrap();
 
-    let client_path = TempPath::new("named-client.sock");
+    let client_path = dir.join("named-client.sock");
     let client = sock::socket(
         AddressFamily::Unix,
         SockType::Stream,
@@ -545,7 +526,8 @@ fn datagram_socketpair_keeps_message_boundaries() {
 
 #[test]
 fn unix_datagrams_bound_and_unbound() {
-    let path = TempPath::new("datagram.sock");
+    let dir = TempDir::new("net");
+    let path = dir.join("datagram.sock");
     let server = net::bind_unix_datagram(&*path).unwrap();
     let client = net::unbound_unix_datagram().unwrap();
     assert_nonblocking_cloexec(&server);

@@ -7,17 +7,14 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::ServerThread;
+use common::{frame, ServerThread};
 use rawloop::protocol::{self, codec, ClientConfig, ClientConnection, Message, ServerConfig};
 use rawloop::{Interest, Reactor, Selector};
 
 fn start<S: Selector + 'static>(config: ServerConfig) -> (ServerThread, SocketAddr) {
-    let listener = common::loopback_listener();
-    let addr = listener.local_addr().unwrap();
-    let server = ServerThread::spawn::<S, _>(move |reactor| {
+    common::serve_loopback::<S, _>(move |reactor, listener| {
         protocol::serve(reactor, listener, config).map(drop)
-    });
-    (server, addr)
+    })
 }
 
 fn result_text(response: &Message) -> String {
@@ -124,13 +121,6 @@ fn send_raw(addr: SocketAddr, bytes: &[u8], then_close_write: bool) -> io::Resul
         Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(got),
         Err(e) => Err(e),
     }
-}
-
-fn frame(header: &[u8], content: &[u8]) -> Vec<u8> {
-    let mut f = (header.len() as u16).to_be_bytes().to_vec();
-    f.extend_from_slice(header);
-    f.extend_from_slice(content);
-    f
 }
 
 fn header_with(length: &str) -> Vec<u8> {

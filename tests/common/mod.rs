@@ -1,6 +1,11 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod clients;
+pub mod echo;
+pub mod fds;
+pub mod servers;
+
 use std::io;
 
 /// Raises the soft RLIMIT_NOFILE to at least `want` (up to the hard limit) and returns the
@@ -484,4 +489,54 @@ impl Finished {
         );
         self
     }
+}
+
+/// A directory of its own under the system's temp dir, removed with what it holds on drop.
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    /// A new, empty directory; `tag` goes into its name.
+    pub fn new(tag: &str) -> TempDir {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("rawloop-test-{}-{tag}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).expect("creating a temp dir");
+        TempDir(dir)
+    }
+
+    /// The path of `name` in the directory.
+    pub fn join(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A reactor serving a free loopback port on its own thread: `serve` registers the listener
+/// with it. Returns the server and the port's address.
+pub fn serve_loopback<S, F>(serve: F) -> (ServerThread, std::net::SocketAddr)
+where
+    S: rawloop::Selector + 'static,
+    F: FnOnce(&mut rawloop::Reactor<S>, std::net::TcpListener) -> io::Result<()> + Send + 'static,
+{
+    let listener = loopback_listener();
+    let addr = listener.local_addr().unwrap();
+    let server = ServerThread::spawn::<S, _>(move |reactor| serve(reactor, listener));
+    (server, addr)
+}
+
+/// A Message-protocol frame (`docs/protocol.md`) of any header bytes and content: the
+/// header's length as a big-endian `u16`, the header, the content.
+pub fn frame(header: &[u8], content: &[u8]) -> Vec<u8> {
+    let len = u16::try_from(header.len()).expect("a header of at most 65,535 bytes");
+    let mut frame = len.to_be_bytes().to_vec();
+    frame.extend_from_slice(header);
+    frame.extend_from_slice(content);
+    frame
 }

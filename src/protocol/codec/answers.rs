@@ -1,0 +1,147 @@
+//! The reference programs' requests and the reference server's answers: what
+//! `app-client` sends and what `libserver.py` responds.
+
+use serde_json::{Map, Value};
+
+use super::content::{decode_json_content, json_kind};
+use super::python_json::to_python_str;
+use super::{FrameError, Message};
+
+/// The content type of the reference client's binary requests.
+pub const CLIENT_BINARY_TYPE: &str = "binary/custom-client-binary-type";
+
+/// The content type of the reference server's binary responses.
+pub const SERVER_BINARY_TYPE: &str = "binary/custom-server-binary-type";
+
+const BINARY_PREFIX: &[u8] = b"First 10 bytes of request: ";
+
+const SEARCH_TABLE: [(&str, &str); 3] = [
+    ("morpheus", "Follow the white rabbit. \u{1f430}"),
+    (
+        "ring",
+        "In the caves beneath the Misty Mountains. \u{1f48d}",
+    ),
+    ("\u{1f436}", "\u{1f43e} Playing ball! \u{1f3d0}"),
+];
+
+/// The request the reference client builds from `app-client <host> <port> <action> <value>`:
+/// [`request_search`] for `search`, [`request_binary`] for anything else.
+pub fn request(action: &str, value: &str) -> Message {
+    if action == "search" {
+        request_search(value)
+    } else {
+        request_binary(action, value)
+    }
+}
+
+/// A search request: `text/json`, `utf-8`, content `{"action": "search", "value": "<value>"}`.
+pub fn request_search(value: &str) -> Message {
+    let mut content = Map::new();
+    content.insert("action".to_owned(), Value::from("search"));
+    content.insert("value".to_owned(), Value::from(value));
+    Message::text_json(Value::Object(content))
+}
+
+/// A binary request: `binary/custom-client-binary-type`, `binary`, content the UTF-8 bytes of
+/// `action` followed by those of `value`.
+pub fn request_binary(action: &str, value: &str) -> Message {
+    let mut content = Vec::with_capacity(action.len() + value.len());
+    content.extend_from_slice(action.as_bytes());
+    content.extend_from_slice(value.as_bytes());
+    Message::new(CLIENT_BINARY_TYPE, "binary", content)
+}
+
+/// A `text/json` response with content `{"result": "<result>"}`.
+pub fn response_text(result: &str) -> Message {
+    let mut content = Map::new();
+    content.insert("result".to_owned(), Value::from(result));
+    Message::text_json(Value::Object(content))
+}
+
+/// The binary response to binary request content: `binary/custom-server-binary-type`,
+/// `binary`, content `First 10 bytes of request: ` followed by the first 10 bytes of
+/// `request_content` (all of it if shorter, nothing if empty).
+pub fn response_binary(request_content: &[u8]) -> Message {
+    let head = &request_content[..request_content.len().min(10)];
+    let mut content = Vec::with_capacity(BINARY_PREFIX.len() + head.len());
+    content.extend_from_slice(BINARY_PREFIX);
+    content.extend_from_slice(head);
+    Message::new(SERVER_BINARY_TYPE, "binary", content)
+}
+
+/// The result text the reference's search table gives for `query`, if any.
+pub fn search(query: &str) -> Option<&'static str> {
+    SEARCH_TABLE
+        .iter()
+        .find(|(key, _)| *key == query)
+        .map(|(_, answer)| *answer)
+}
+
+/// The server's answer to a request, as `libserver.py` computes it, without its dead ends.
+///
+/// * `text/json`: the JSON is [`Message::json`], or parsed from the content when that is
+///   `None`. For an object, `action` `"search"` looks `value` up in the search table
+///   (`No match for '<value>'.` when absent); any other `action` gives
+///   `Error: invalid action '<action>'.`. Values are shown as Python's `str()` would show
+///   them, so a missing one is `None` (`{}` gives `Error: invalid action 'None'.`). JSON that
+///   is not an object gives `Error: invalid request: expected a JSON object, got <kind>.` and
+///   content that is not JSON gives `Error: invalid JSON request content.`.
+/// * any other content type, empty content included: [`response_binary`].
+pub fn respond(request: &Message) -> Message {
+    if !request.is_json() {
+        return response_binary(&request.content);
+    }
+    let parsed;
+    let value = match &request.json {
+        Some(value) => value,
+        None => match decode_json_content(&request.content_encoding, &request.content) {
+            Ok(value) => {
+                parsed = value;
+                &parsed
+            }
+            Err(FrameError::UnsupportedEncoding { encoding }) => {
+                return response_text(&unsupported_encoding_text(&encoding));
+            }
+            Err(_) => return response_text(INVALID_JSON_TEXT),
+        },
+    };
+    let Value::Object(object) = value else {
+        return response_text(&format!(
+            "Error: invalid request: expected a JSON object, got {}.",
+            json_kind(value)
+        ));
+    };
+    let action = object.get("action").unwrap_or(&Value::Null);
+    if action.as_str() == Some("search") {
+        let query = object.get("value").unwrap_or(&Value::Null);
+        let answer = match query.as_str().and_then(search) {
+            Some(answer) => answer.to_owned(),
+            None => format!("No match for '{}'.", to_python_str(query)),
+        };
+        response_text(&answer)
+    } else {
+        response_text(&format!(
+            "Error: invalid action '{}'.",
+            to_python_str(action)
+        ))
+    }
+}
+
+const INVALID_JSON_TEXT: &str = "Error: invalid JSON request content.";
+
+fn unsupported_encoding_text(encoding: &str) -> String {
+    format!("Error: unsupported content-encoding '{encoding}'.")
+}
+
+/// The error result a server sends for a non-fatal [`FrameError`] (a `text/json` request
+/// whose content is not JSON or is in an unknown encoding); `None` for a fatal one, after which
+/// the connection is closed without an answer.
+pub fn error_response(err: &FrameError) -> Option<Message> {
+    match err {
+        FrameError::UnsupportedEncoding { encoding } => {
+            Some(response_text(&unsupported_encoding_text(encoding)))
+        }
+        FrameError::ContentNotJson { .. } => Some(response_text(INVALID_JSON_TEXT)),
+        _ => None,
+    }
+}

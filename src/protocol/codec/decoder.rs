@@ -1,0 +1,378 @@
+//! [`Decoder`], the incremental frame decoder: bytes in, in any chunking, complete
+//! [`Message`]s out.
+
+use serde_json::Value;
+
+use super::content::{decode_json_content, json_kind};
+use super::python_json::to_python_json;
+use super::{FrameError, Message, Stage, REQUIRED_HEADERS};
+
+/// The largest content a [`Decoder`] accepts unless configured otherwise: 4 MiB.
+pub const DEFAULT_MAX_CONTENT_LEN: usize = 4 * 1024 * 1024;
+
+const MIN_GROWTH: usize = 4096;
+const IDLE_BUFFER_CAPACITY: usize = 64 * 1024;
+
+/// An incremental frame decoder with a bounded memory footprint.
+///
+/// Feed it bytes as they arrive, split anywhere, with [`feed`](Decoder::feed), or let a read
+/// call write into it directly with [`read_with`](Decoder::read_with); then call
+/// [`next_message`](Decoder::next_message) until it returns `Ok(None)`. At end of stream call
+/// [`finish`](Decoder::finish), which reports a frame cut short.
+///
+/// Memory: a `content-length` over the limit is refused before anything is reserved for the
+/// content, and the content buffer grows with the bytes that arrive, never past the announced
+/// length. Content bytes are copied at most twice (from the caller's slice into the buffer,
+/// then into the content), once when they arrive while the decoder is waiting for content, and
+/// never with `read_with` then, which reads into the content itself. Consumed input is dropped
+/// without shifting the buffer on every frame.
+/// A caller that drains all messages after each read holds at most one partial frame: the
+/// length prefix and header (at most 65,537 bytes), the content so far, and the unread part of
+/// the last read.
+///
+/// After a fatal error (see [`FrameError::is_fatal`]) the decoder returns that error again
+/// from every call and ignores further input.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    max_content_len: usize,
+    buf: Vec<u8>,
+    start: usize,
+    state: State,
+}
+
+#[derive(Debug, Clone)]
+enum State {
+    LengthPrefix,
+    Header { len: usize },
+    Content(Box<Partial>),
+    Failed(FrameError),
+}
+
+#[derive(Debug, Clone)]
+struct Partial {
+    message: Message,
+    expected: usize,
+}
+
+impl Partial {
+    fn remaining(&self) -> usize {
+        self.expected - self.message.content.len()
+    }
+
+    /// Makes room for `additional` more bytes without letting the capacity pass `expected`.
+    fn reserve(&mut self, additional: usize) {
+        let content = &mut self.message.content;
+        let needed = content.len() + additional;
+        if needed <= content.capacity() {
+            return;
+        }
+        let target = needed
+            .max(content.capacity().saturating_mul(2))
+            .max(MIN_GROWTH)
+            .min(self.expected);
+        content.reserve_exact(target - content.len());
+    }
+
+    fn extend(&mut self, data: &[u8]) -> usize {
+        let take = data.len().min(self.remaining());
+        self.reserve(take);
+        self.message.content.extend_from_slice(&data[..take]);
+        take
+    }
+}
+
+impl Default for Decoder {
+    fn default() -> Decoder {
+        Decoder::new()
+    }
+}
+
+impl Decoder {
+    /// A decoder with the default content limit, [`DEFAULT_MAX_CONTENT_LEN`].
+    pub fn new() -> Decoder {
+        Decoder::with_max_content_len(DEFAULT_MAX_CONTENT_LEN)
+    }
+
+    /// A decoder that refuses frames whose `content-length` is over `max_content_len` bytes.
+    pub fn with_max_content_len(max_content_len: usize) -> Decoder {
+        Decoder {
+            max_content_len,
+            buf: Vec::new(),
+            start: 0,
+            state: State::LengthPrefix,
+        }
+    }
+
+    /// The content limit in bytes.
+    pub fn max_content_len(&self) -> usize {
+        self.max_content_len
+    }
+
+    /// Adds received bytes. Nothing is parsed until [`next_message`](Decoder::next_message).
+    pub fn feed(&mut self, mut data: &[u8]) {
+        if matches!(self.state, State::Failed(_)) {
+            return;
+        }
+        if self.start == self.buf.len() {
+            if let State::Content(partial) = &mut self.state {
+                let taken = partial.extend(data);
+                data = &data[taken..];
+            }
+        }
+        if !data.is_empty() {
+            self.compact();
+            self.buf.extend_from_slice(data);
+        }
+    }
+
+    /// Lets `read` write up to `max` bytes (at least 1) straight into the decoder, as
+    /// `decoder.read_with(65536, |buf| socket.read(buf))`, and keeps the `n` bytes it reports
+    /// (clamped to the space given). `max` bytes are reserved and zeroed for the call, so it is
+    /// a read size, not a limit. While content is being received and nothing else is
+    /// pending, `read` writes into the content itself and is never given more than the rest of
+    /// the content. An error from `read` is returned as is, with nothing kept.
+    pub fn read_with<E>(
+        &mut self,
+        max: usize,
+        read: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+    ) -> Result<usize, E> {
+        let max = max.max(1);
+        let failed = matches!(self.state, State::Failed(_));
+        if !failed && self.start == self.buf.len() {
+            if let State::Content(partial) = &mut self.state {
+                let room = partial.remaining().min(max);
+                if room > 0 {
+                    partial.reserve(room);
+                    let content = &mut partial.message.content;
+                    let old = content.len();
+                    content.resize(old + room, 0);
+                    let result = read(&mut content[old..]);
+                    let kept = result.as_ref().map_or(0, |&n| n.min(room));
+                    content.truncate(old + kept);
+                    return result.map(|_| kept);
+                }
+            }
+        }
+        self.compact();
+        let old = self.buf.len();
+        self.buf.resize(old + max, 0);
+        let result = read(&mut self.buf[old..]);
+        let kept = match &result {
+            Ok(n) if !failed => (*n).min(max),
+            _ => 0,
+        };
+        self.buf.truncate(old + kept);
+        result.map(|n| n.min(max))
+    }
+
+    /// The next complete message, `Ok(None)` if more bytes are needed, or the error of a
+    /// malformed frame. Call it until it returns `Ok(None)` after each read.
+    pub fn next_message(&mut self) -> Result<Option<Message>, FrameError> {
+        loop {
+            let pending = &self.buf[self.start..];
+            match &mut self.state {
+                State::Failed(err) => return Err(err.clone()),
+                State::LengthPrefix => {
+                    let [hi, lo, ..] = *pending else {
+                        return Ok(None);
+                    };
+                    self.start += 2;
+                    let len = usize::from(u16::from_be_bytes([hi, lo]));
+                    if len == 0 {
+                        return Err(self.fail(FrameError::HeaderLengthZero));
+                    }
+                    self.state = State::Header { len };
+                }
+                State::Header { len } => {
+                    let len = *len;
+                    let Some(header) = pending.get(..len) else {
+                        return Ok(None);
+                    };
+                    match parse_header(header, self.max_content_len) {
+                        Ok(partial) => {
+                            self.start += len;
+                            self.state = State::Content(partial);
+                        }
+                        Err(err) => return Err(self.fail(err)),
+                    }
+                }
+                State::Content(partial) => {
+                    self.start += partial.extend(pending);
+                    if partial.remaining() > 0 {
+                        return Ok(None);
+                    }
+                    let message = std::mem::replace(
+                        &mut partial.message,
+                        Message::new(String::new(), String::new(), Vec::new()),
+                    );
+                    self.state = State::LengthPrefix;
+                    self.compact_if_idle();
+                    return finish_content(message).map(Some);
+                }
+            }
+        }
+    }
+
+    /// Call at end of stream, like [`next_message`](Decoder::next_message), until it returns
+    /// `Ok(None)`: it returns the messages still buffered, then `Ok(None)` if the stream ended
+    /// between frames or [`FrameError::Truncated`] if it ended inside one.
+    pub fn finish(&mut self) -> Result<Option<Message>, FrameError> {
+        if let Some(message) = self.next_message()? {
+            return Ok(Some(message));
+        }
+        let pending = self.buf.len() - self.start;
+        let truncated = match &self.state {
+            State::LengthPrefix if pending == 0 => return Ok(None),
+            State::LengthPrefix => FrameError::Truncated {
+                stage: Stage::LengthPrefix,
+                received: pending,
+                expected: 2,
+            },
+            State::Header { len } => FrameError::Truncated {
+                stage: Stage::Header,
+                received: pending,
+                expected: *len,
+            },
+            State::Content(partial) => FrameError::Truncated {
+                stage: Stage::Content,
+                received: partial.message.content.len(),
+                expected: partial.expected,
+            },
+            State::Failed(err) => return Err(err.clone()),
+        };
+        Err(self.fail(truncated))
+    }
+
+    /// Whether the decoder holds no byte of an unfinished frame (the stream may end here).
+    /// Complete frames not yet pulled with `next_message` count as unfinished.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.state, State::LengthPrefix) && self.start == self.buf.len()
+    }
+
+    /// The part of the frame the decoder is waiting for, or `None` after a fatal error.
+    pub fn stage(&self) -> Option<Stage> {
+        match self.state {
+            State::LengthPrefix => Some(Stage::LengthPrefix),
+            State::Header { .. } => Some(Stage::Header),
+            State::Content(_) => Some(Stage::Content),
+            State::Failed(_) => None,
+        }
+    }
+
+    /// The bytes received and not yet returned in a message.
+    pub fn buffered(&self) -> usize {
+        let content = match &self.state {
+            State::Content(partial) => partial.message.content.len(),
+            _ => 0,
+        };
+        self.buf.len() - self.start + content
+    }
+
+    /// The bytes of memory the decoder's buffers hold (their capacities).
+    pub fn memory_usage(&self) -> usize {
+        let content = match &self.state {
+            State::Content(partial) => partial.message.content.capacity(),
+            _ => 0,
+        };
+        self.buf.capacity() + content
+    }
+
+    fn fail(&mut self, err: FrameError) -> FrameError {
+        self.state = State::Failed(err.clone());
+        self.buf = Vec::new();
+        self.start = 0;
+        err
+    }
+
+    fn compact(&mut self) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+    }
+
+    fn compact_if_idle(&mut self) {
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+            if self.buf.capacity() > IDLE_BUFFER_CAPACITY {
+                self.buf.shrink_to(IDLE_BUFFER_CAPACITY);
+            }
+        }
+    }
+}
+
+fn parse_header(bytes: &[u8], max_content_len: usize) -> Result<Box<Partial>, FrameError> {
+    let text = std::str::from_utf8(bytes).map_err(|err| FrameError::HeaderNotUtf8 {
+        valid_up_to: err.valid_up_to(),
+    })?;
+    let value: Value = serde_json::from_str(text).map_err(|err| FrameError::HeaderNotJson {
+        detail: err.to_string(),
+    })?;
+    let mut header = match value {
+        Value::Object(header) => header,
+        other => {
+            return Err(FrameError::HeaderNotObject {
+                found: json_kind(&other),
+            })
+        }
+    };
+    if let Some(key) = REQUIRED_HEADERS
+        .into_iter()
+        .find(|key| !header.contains_key(*key))
+    {
+        return Err(FrameError::MissingHeader { key });
+    }
+    let mut take = |key: &str| header.shift_remove(key).unwrap_or(Value::Null);
+    let byteorder = take("byteorder");
+    let length = take("content-length");
+    let content_type = take("content-type");
+    let content_encoding = take("content-encoding");
+
+    let expected = length
+        .as_u64()
+        .ok_or_else(|| FrameError::InvalidContentLength {
+            found: to_python_json(&length),
+        })?;
+    let expected = usize::try_from(expected)
+        .ok()
+        .filter(|&n| n <= max_content_len)
+        .ok_or(FrameError::ContentTooLong {
+            length: expected,
+            limit: max_content_len,
+        })?;
+    let string = |key: &'static str, value: Value| match value {
+        Value::String(s) => Ok(s),
+        other => Err(FrameError::HeaderNotString {
+            key,
+            found: to_python_json(&other),
+        }),
+    };
+    let content_type = string("content-type", content_type)?;
+    let content_encoding = string("content-encoding", content_encoding)?;
+    let byteorder = match byteorder {
+        Value::String(s) => s,
+        other => to_python_json(&other),
+    };
+    Ok(Box::new(Partial {
+        message: Message {
+            byteorder,
+            content_type,
+            content_encoding,
+            extra: header,
+            content: Vec::new(),
+            json: None,
+        },
+        expected,
+    }))
+}
+
+fn finish_content(mut message: Message) -> Result<Message, FrameError> {
+    if message.is_json() {
+        message.json = Some(decode_json_content(
+            &message.content_encoding,
+            &message.content,
+        )?);
+    }
+    Ok(message)
+}
