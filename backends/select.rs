@@ -77,6 +77,8 @@ pub struct Select {
     /// Where the next scan of ready fds starts, so that when more fds are ready than the
     /// events buffer holds, the ones left over are reported first next time.
     scan_from: usize,
+    /// The last wait reported something: the next one first looks without waiting.
+    busy: bool,
 }
 
 fn is_set(set: &[Word], fd: usize) -> bool {
@@ -152,6 +154,7 @@ impl Selector for Select {
             read_out: vec![0; SET_WORDS],
             write_out: vec![0; SET_WORDS],
             scan_from: 0,
+            busy: false,
         })
     }
 
@@ -197,10 +200,32 @@ impl Selector for Select {
         Ok(())
     }
 
+    /// Waits as select(2) does, with one difference that costs nothing in the answer: after
+    /// a wait that found work, it first looks without waiting.
+    ///
+    /// Linux's select registers a wait-queue entry on every fd it checks until it meets a
+    /// ready one, and frees them all afterwards; a look with a zero timeout registers none.
+    /// With 10,000 idle sockets below the busy ones (opened first, so lower fd numbers) a
+    /// waiting call costs about twice a looking one, and under load a look almost always
+    /// finds work. When it finds none, the real wait follows.
     fn select(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
         while let Some(None) = self.tokens.last() {
             self.tokens.pop();
         }
+        if self.busy && timeout != Some(Duration::ZERO) {
+            self.wait(events, Some(Duration::ZERO))?;
+            if !events.is_empty() {
+                return Ok(());
+            }
+        }
+        self.wait(events, timeout)?;
+        self.busy = !events.is_empty();
+        Ok(())
+    }
+}
+
+impl Select {
+    fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
         let Select {
             tokens,
             read,
@@ -208,6 +233,7 @@ impl Selector for Select {
             read_out,
             write_out,
             scan_from,
+            ..
         } = self;
         let n = tokens.len();
         let words = n.div_ceil(WORD_BITS);
@@ -241,22 +267,61 @@ impl Selector for Select {
                 Err(e) => return Err(e),
             };
             let start = if *scan_from < n { *scan_from } else { 0 };
-            let mut fd = start;
-            while ready > 0 && !events.is_full() {
-                let r = readiness(read_out, write_out, fd);
-                if !r.is_empty() {
+            let mut next = start;
+            // From where the last scan stopped to the end, then from 0: a word at a time,
+            // skipping words with nothing set.
+            for (lo, hi) in [(start, n), (0, start)] {
+                let done = for_each_set(read_out, write_out, lo, hi, |fd| {
+                    if ready == 0 || events.is_full() {
+                        return false;
+                    }
+                    let r = readiness(read_out, write_out, fd);
                     ready = ready.saturating_sub(r.bits().count_ones() as usize);
                     if let Some(token) = tokens[fd] {
                         events.push(Event::new(token, r));
                     }
-                }
-                fd = if fd + 1 == n { 0 } else { fd + 1 };
-                if fd == start {
+                    next = fd + 1;
+                    true
+                });
+                if !done {
                     break;
                 }
             }
-            *scan_from = fd;
+            *scan_from = if next >= n { 0 } else { next };
             Ok(())
         })
     }
+}
+
+/// Calls `f` with every fd in `lo..hi` set in `read` or `write`, in order, until it returns
+/// false; returns whether it went through them all.
+fn for_each_set(
+    read: &[Word],
+    write: &[Word],
+    lo: usize,
+    hi: usize,
+    mut f: impl FnMut(usize) -> bool,
+) -> bool {
+    let mut fd = lo;
+    while fd < hi {
+        let word = fd / WORD_BITS;
+        // The bits of this word from `fd` on.
+        let mut bits = (read[word] | write[word]) >> (fd % WORD_BITS);
+        if bits == 0 {
+            fd = (word + 1) * WORD_BITS;
+            continue;
+        }
+        while bits != 0 {
+            let at = fd + bits.trailing_zeros() as usize;
+            if at >= hi {
+                return true;
+            }
+            if !f(at) {
+                return false;
+            }
+            bits &= bits - 1;
+        }
+        fd = (word + 1) * WORD_BITS;
+    }
+    true
 }
