@@ -6,8 +6,12 @@
 //! waits for the socket to become writable and writes the rest, and the task reads nothing
 //! meanwhile. This is the plain tokio echo server of tokio's own examples, on one thread.
 //!
-//! `cargo run --release --example peer_tokio_echo -- <host> <port>` (port 0 picks a free one;
-//! the first line printed names it). It stops on SIGTERM or SIGINT (the default action).
+//! With a third argument N > 0 it runs on tokio's multi-thread runtime with N workers instead
+//! (the scale-out benchmark's peer).
+//!
+//! `cargo run --release --example peer_tokio_echo -- <host> <port> [workers]` (port 0 picks a
+//! free one; the first line printed names it). It stops on SIGTERM or SIGINT (the default
+//! action).
 
 use std::io;
 
@@ -27,21 +31,37 @@ async fn echo(mut stream: TcpStream) -> io::Result<()> {
 
 fn main() -> io::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [host, port] = args.as_slice() else {
-        eprintln!("usage: peer_tokio_echo <host> <port>");
-        std::process::exit(2);
+    let (host, port, workers) = match args.as_slice() {
+        [host, port] => (host, port, 0),
+        [host, port, workers] => (host, port, workers.parse::<usize>().unwrap_or(0)),
+        _ => {
+            eprintln!("usage: peer_tokio_echo <host> <port> [workers]");
+            std::process::exit(2);
+        }
     };
     let port: u16 = port
         .parse()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("port: {e}")))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()?;
+    let runtime = if workers == 0 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_io()
+            .build()?
+    };
     runtime.block_on(async {
         let listener = TcpListener::bind((host.as_str(), port)).await?;
         println!(
-            "starting up on {host} port {} (tokio current-thread)",
-            listener.local_addr()?.port()
+            "starting up on {host} port {} (tokio {})",
+            listener.local_addr()?.port(),
+            if workers == 0 {
+                "current-thread".to_string()
+            } else {
+                format!("multi-thread, {workers} workers")
+            }
         );
         loop {
             let (stream, _) = match listener.accept().await {

@@ -464,11 +464,11 @@ impl Context<'_> {
         self.core.shutdown != Shutdown::No
     }
 
-    /// The time the current round's wait ended, read once per round: cheaper than
-    /// `Instant::now()` for a handler that only needs to note when something happened (for an
-    /// idle timeout, say). A handler that ran long sees a time earlier than the real one.
+    /// The round's clock: read once per round, at the first call after its wait ended;
+    /// cheaper than `Instant::now()` for a handler that only needs to note when something
+    /// happened (for an idle timeout, say). Later in a long round it lags the real time.
     pub fn now(&self) -> Instant {
-        self.core.now
+        self.core.now()
     }
 
     /// How many registrations are open.

@@ -28,6 +28,7 @@
 //! for a terminal or a pipe shared with other processes that changes it for them too.
 
 use std::any::Any;
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
@@ -213,8 +214,10 @@ pub(crate) struct Core {
     pub(crate) signal_handlers: Vec<(Signal, SignalHandler)>,
     pub(crate) posted: Arc<PostQueue>,
     pub(crate) data: Option<Box<dyn Any>>,
-    /// When the last wait ended: the round's clock, read once per round.
-    pub(crate) now: Instant,
+    /// When the last wait ended: the round's clock, read at most once per round, and only
+    /// when something asks (a timer, an idle timeout), so that a round with neither costs
+    /// no clock read.
+    pub(crate) now: Cell<Option<Instant>>,
 }
 
 /// Counters of what a reactor has done since it was made, for measuring (e.g. how many
@@ -309,7 +312,7 @@ impl<S: Selector> Reactor<S> {
                 signal_handlers: Vec::new(),
                 posted: Arc::new(PostQueue::new()),
                 data: None,
-                now: Instant::now(),
+                now: Cell::new(None),
             },
             waker,
             batch: VecDeque::new(),
@@ -546,7 +549,7 @@ impl<S: Selector> Reactor<S> {
             None => timeout,
         };
         self.selector.select(&mut self.events, timeout)?;
-        self.core.now = Instant::now();
+        self.core.now.set(None);
         self.core.stats.rounds += 1;
         self.core.stats.events += self.events.len() as u64;
         let mut ran = 0;
@@ -576,7 +579,11 @@ impl<S: Selector> Reactor<S> {
         }
         self.core.stats.dispatched += dispatched as u64;
         let mut cx = self.context();
-        let fired = cx.fire_timers(cx.core.now);
+        let fired = if cx.core.timers.len() == 0 {
+            0
+        } else {
+            cx.fire_timers(cx.core.now())
+        };
         cx.core.stats.timers_fired += fired as u64;
         cx.end_round();
         Ok(ran + dispatched + fired)
@@ -608,6 +615,18 @@ impl<S: Selector> fmt::Debug for Reactor<S> {
 }
 
 impl Core {
+    /// The round's clock (see [`Context::now`]).
+    pub(crate) fn now(&self) -> Instant {
+        match self.now.get() {
+            Some(now) => now,
+            None => {
+                let now = Instant::now();
+                self.now.set(Some(now));
+                now
+            }
+        }
+    }
+
     /// The slab key of the open registration `token` names, if it is still open.
     pub(crate) fn live_key(&self, token: Token) -> Option<usize> {
         let key = token.0 & KEY_MASK;

@@ -126,3 +126,14 @@ impl fmt::Debug for Remote {
         f.debug_struct("Remote").finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// What crosses threads: the handles, not the reactor.
+    #[test]
+    fn remote_and_waker_are_send_and_sync() {
+        fn crosses_threads<T: Send + Sync + Clone>() {}
+        crosses_threads::<super::Remote>();
+        crosses_threads::<crate::Waker>();
+    }
+}

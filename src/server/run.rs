@@ -3,8 +3,8 @@
 
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::os::unix::net::{UnixDatagram, UnixListener};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -18,7 +18,9 @@ use super::datagram::DatagramServe;
 use super::stream::StreamConn;
 use super::{serve, DatagramHandler, Limits, Peer, StreamHandler};
 use crate::net::{self, ListenOptions, UdpOptions, UnixListenOptions};
-use crate::{AcceptOptions, Acceptor, AnySelector, Backend, Context, Interest, Reactor, Remote};
+use crate::{
+    AcceptOptions, Acceptor, AnySelector, Backend, Context, Handler, Interest, Reactor, Remote,
+};
 
 /// Decides whether a connection from a peer is served (Python's `verify_request`).
 type Verify = Arc<dyn Fn(&Peer) -> bool + Send + Sync>;
@@ -299,6 +301,21 @@ impl BoundStreamServer {
         H: StreamHandler,
         F: Fn() -> H + Send + Sync + 'static,
     {
+        let max_line = self.options.limits.max_line;
+        self.serve_connections(move |peer: &Peer| {
+            Ok(StreamConn::new(make(), peer.clone(), max_line))
+        })
+    }
+
+    /// Serves as [`serve_forever`](BoundStreamServer::serve_forever) does, each connection
+    /// with a reactor [`Handler`] from `make` instead of a [`StreamHandler`]: for a protocol
+    /// written as a state machine on the socket itself (no input buffering by the server),
+    /// on the server's threads or processes. An error from `make` refuses the connection.
+    pub fn serve_connections<H, F>(self, make: F) -> io::Result<()>
+    where
+        H: Handler<TcpStream> + Handler<UnixStream>,
+        F: Fn(&Peer) -> io::Result<H> + Send + Sync + 'static,
+    {
         let make = Arc::new(make);
         let BoundStreamServer {
             address,
@@ -374,7 +391,8 @@ impl BoundStreamServer {
     }
 }
 
-/// Registers a stream listener whose connections get `make`'s handlers.
+/// Registers a stream listener whose connections get `make`'s handlers, after
+/// `verify_request`.
 fn serve_stream<H, F>(
     reactor: &mut Reactor<AnySelector>,
     listener: StreamListener,
@@ -382,12 +400,11 @@ fn serve_stream<H, F>(
     make: Arc<F>,
 ) -> io::Result<()>
 where
-    H: StreamHandler,
-    F: Fn() -> H + Send + Sync + 'static,
+    H: Handler<TcpStream> + Handler<UnixStream>,
+    F: Fn(&Peer) -> io::Result<H> + Send + Sync + 'static,
 {
-    let max_line = options.limits.max_line;
     let verify = options.verify.clone();
-    let factory = move |peer: Peer| -> io::Result<StreamConn<H>> {
+    let factory = move |peer: Peer| -> io::Result<H> {
         if let Some(verify) = &verify {
             if !verify(&peer) {
                 return Err(io::Error::new(
@@ -396,7 +413,7 @@ where
                 ));
             }
         }
-        Ok(StreamConn::new(make(), peer, max_line))
+        make(&peer)
     };
     let mut cx = reactor.context();
     match listener {
