@@ -77,7 +77,9 @@ pub struct Event {
 }
 
 impl Event {
-    /// Creates an event. Backends use this; callers normally only read events.
+    /// Creates an event. Backends use this, this crate's and yours: a [`Selector`] written
+    /// outside rawloop (over another kernel mechanism, or a test double) plugs into
+    /// [`Reactor`](crate::Reactor) like the four here. Callers normally only read events.
     pub fn new(token: Token, readiness: Readiness) -> Event {
         Event { token, readiness }
     }
@@ -154,7 +156,8 @@ impl Events {
         self.list.iter()
     }
 
-    /// Empties the buffer; backends call this at the start of `select`.
+    /// Empties the buffer; backends (this crate's and third-party ones) call this at the
+    /// start of `select`.
     pub fn clear(&mut self) {
         self.list.clear();
     }
@@ -164,7 +167,8 @@ impl Events {
         self.list.len() >= self.capacity
     }
 
-    /// Appends an event. Backends call this; it is ignored when the buffer is full.
+    /// Appends an event. Backends (this crate's and third-party ones) call this; it is
+    /// ignored when the buffer is full.
     pub fn push(&mut self, event: Event) {
         if !self.is_full() {
             self.list.push(event);
@@ -181,6 +185,11 @@ impl<'a> IntoIterator for &'a Events {
 }
 
 /// A readiness selector over one kernel mechanism: select(2), poll(2), epoll or kqueue.
+///
+/// Implementing it outside this crate is supported: [`Event::new`], [`Events::push`],
+/// [`Events::clear`] and [`Events::is_full`] are public for that, and `Reactor<YourSelector>`
+/// works like `Reactor<Epoll>` (the tests wrap a backend in a selector that refuses a
+/// registration, for one).
 ///
 /// The contract (level-triggered readiness, the error kinds, the timeout rules) is the same for
 /// every implementation and is checked by one conformance suite run once per backend.
