@@ -55,7 +55,9 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::clients::{against_silent_server, assert_clean_reactor, assert_error, CLIENT_TIMEOUT};
+use common::clients::{
+    against_silent_server, assert_clean_reactor, assert_error, assert_refused, CLIENT_TIMEOUT,
+};
 use common::echo::{assert_same, payload};
 use common::fds::Fds;
 use common::servers::{join_thread, reactor_server, serve_clients, Running, CONNECTIONS};
@@ -628,7 +630,7 @@ fn echo_client_errors<S: Selector + 'static>() {
     join_thread(peer);
 
     let r = echo_client::run_client(&mut reactor, closed_port(), hello(), CLIENT_TIMEOUT);
-    assert_error(r, io::ErrorKind::ConnectionRefused, "a closed port");
+    assert_refused::<S, _>(r, "a closed port");
 
     // A listener that never accepts: the connection completes, no echo ever comes.
     let silent = loopback();

@@ -16,6 +16,17 @@ pub fn assert_error<T: std::fmt::Debug>(result: io::Result<T>, kind: io::ErrorKi
     }
 }
 
+/// A refused connect, as backend `S` reports it: `ConnectionRefused`, or on kqueue over
+/// libkqueue `NotConnected` (libkqueue reads, and so clears, SO_ERROR when it builds the
+/// event: the reason is lost, the failure is not).
+pub fn assert_refused<S: Selector, T: std::fmt::Debug>(result: io::Result<T>, what: &str) {
+    let libkqueue = cfg!(rawloop_libkqueue) && crate::common::backend_name::<S>() == "kqueue";
+    match result {
+        Err(e) if libkqueue && e.kind() == io::ErrorKind::NotConnected => {}
+        other => assert_error(other, io::ErrorKind::ConnectionRefused, what),
+    }
+}
+
 /// The client's reactor has nothing left: no registration, no timer.
 pub fn assert_clean_reactor<S: Selector>(reactor: &Reactor<S>) {
     assert!(reactor.is_empty(), "{reactor:?}");

@@ -178,6 +178,11 @@ pub fn example_bin(name: &str) -> std::path::PathBuf {
     if !built.iter().any(|b| b == name) {
         let mut cargo = std::process::Command::new(env!("CARGO"));
         cargo.args(["build", "--quiet", "--example", name]);
+        // The same features as the tests, or the build replaces the examples `cargo test`
+        // built with them.
+        if cfg!(rawloop_libkqueue) {
+            cargo.args(["--features", "libkqueue"]);
+        }
         if dir.ends_with("release") {
             cargo.arg("--release");
         }
