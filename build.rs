@@ -4,7 +4,12 @@
 use std::env;
 
 fn main() {
-    for cfg in ["rawloop_epoll", "rawloop_kqueue", "rawloop_libkqueue"] {
+    for cfg in [
+        "rawloop_epoll",
+        "rawloop_kqueue",
+        "rawloop_libkqueue",
+        "rawloop_native_kqueue",
+    ] {
         println!("cargo::rustc-check-cfg=cfg({cfg})");
     }
     println!(
@@ -26,6 +31,10 @@ fn main() {
     }
     if kqueue {
         println!("cargo::rustc-cfg=rawloop_kqueue");
+    }
+    if native_kqueue {
+        // The kernel has kqueue (macOS and the BSDs): signals come through EVFILT_SIGNAL.
+        println!("cargo::rustc-cfg=rawloop_native_kqueue");
     }
     if libkqueue {
         println!("cargo::rustc-cfg=rawloop_libkqueue");

@@ -155,13 +155,7 @@ enum Imp {
         fd: nix::sys::signalfd::SignalFd,
         mask: SigSet,
     },
-    #[cfg(any(
-        target_vendor = "apple",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly"
-    ))]
+    #[cfg(rawloop_native_kqueue)]
     Kqueue(nix::sys::event::Kqueue),
     Pipe {
         read: OwnedFd,
@@ -215,28 +209,14 @@ impl SignalSource {
         Ok(SignalSource::with(Imp::SignalFd { fd, mask }))
     }
 
-    #[cfg(any(
-        target_vendor = "apple",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly"
-    ))]
+    #[cfg(rawloop_native_kqueue)]
     fn native() -> io::Result<SignalSource> {
         let kq = nix::sys::event::Kqueue::new()?;
         crate::sys::set_cloexec(&kq)?;
         Ok(SignalSource::with(Imp::Kqueue(kq)))
     }
 
-    #[cfg(not(any(
-        target_os = "linux",
-        target_os = "android",
-        target_vendor = "apple",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly"
-    )))]
+    #[cfg(not(any(target_os = "linux", target_os = "android", rawloop_native_kqueue)))]
     fn native() -> io::Result<SignalSource> {
         SignalSource::pipe()
     }
@@ -259,13 +239,7 @@ impl SignalSource {
         match &self.imp {
             #[cfg(any(target_os = "linux", target_os = "android"))]
             Imp::SignalFd { fd, .. } => fd.as_raw_fd(),
-            #[cfg(any(
-                target_vendor = "apple",
-                target_os = "freebsd",
-                target_os = "netbsd",
-                target_os = "openbsd",
-                target_os = "dragonfly"
-            ))]
+            #[cfg(rawloop_native_kqueue)]
             Imp::Kqueue(kq) => {
                 use std::os::fd::AsFd;
                 kq.as_fd().as_raw_fd()
@@ -332,13 +306,7 @@ impl SignalSource {
                     }
                 }
             }
-            #[cfg(any(
-                target_vendor = "apple",
-                target_os = "freebsd",
-                target_os = "netbsd",
-                target_os = "openbsd",
-                target_os = "dragonfly"
-            ))]
+            #[cfg(rawloop_native_kqueue)]
             Imp::Kqueue(kq) => {
                 kqueue_change(kq, signal, nix::sys::event::EvFlags::EV_ADD)?;
                 match set_action(signal, SigHandler::SigIgn) {
@@ -393,13 +361,7 @@ impl SignalSource {
                     let _ = pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&one), None);
                 }
             }
-            #[cfg(any(
-                target_vendor = "apple",
-                target_os = "freebsd",
-                target_os = "netbsd",
-                target_os = "openbsd",
-                target_os = "dragonfly"
-            ))]
+            #[cfg(rawloop_native_kqueue)]
             Imp::Kqueue(kq) => {
                 let _ = kqueue_change(kq, signal, nix::sys::event::EvFlags::EV_DELETE);
             }
@@ -424,13 +386,7 @@ impl SignalSource {
                     note(info.ssi_signo as i32);
                 }
             }
-            #[cfg(any(
-                target_vendor = "apple",
-                target_os = "freebsd",
-                target_os = "netbsd",
-                target_os = "openbsd",
-                target_os = "dragonfly"
-            ))]
+            #[cfg(rawloop_native_kqueue)]
             Imp::Kqueue(kq) => {
                 use nix::sys::event::{EvFlags, EventFilter, FilterFlag, KEvent};
                 let empty = KEvent::new(
@@ -473,13 +429,7 @@ impl SignalSource {
     }
 }
 
-#[cfg(any(
-    target_vendor = "apple",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "dragonfly"
-))]
+#[cfg(rawloop_native_kqueue)]
 fn kqueue_change(
     kq: &nix::sys::event::Kqueue,
     signal: Signal,

@@ -4,23 +4,11 @@
 use std::io;
 use std::os::fd::OwnedFd;
 
-#[cfg(any(
-    target_vendor = "apple",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "dragonfly"
-))]
+#[cfg(rawloop_native_kqueue)]
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 
 /// Sets FD_CLOEXEC.
-#[cfg(any(
-    target_vendor = "apple",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "dragonfly"
-))]
+#[cfg(rawloop_native_kqueue)]
 pub(crate) fn set_cloexec(fd: impl std::os::fd::AsFd) -> io::Result<()> {
     fcntl(fd.as_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
     Ok(())
