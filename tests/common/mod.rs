@@ -545,3 +545,5 @@ pub fn frame(header: &[u8], content: &[u8]) -> Vec<u8> {
     frame.extend_from_slice(content);
     frame
 }
+
+pub mod programs;
