@@ -4,7 +4,8 @@
 //! into `inb`, moves the bytes to `outb`, and writes them back. Unlike the guide it writes at
 //! once, watches for writable only while a tail is left, stops reading while the tail is
 //! over [`common::OUTPUT_LIMIT`], echoes what is left after the client stops sending, and
-//! shuts down gracefully on SIGINT or SIGTERM (a second signal stops at once).
+//! shuts down gracefully on SIGINT or SIGTERM (a second signal stops at once), printing the
+//! reactor's counters on stderr.
 //!
 //! `cargo run --example multiconn_server -- [--backend select|poll|epoll|kqueue] [--grace-ms MS]
 //! [--idle-timeout-ms MS] [--max-connections N] <host> <port>`
@@ -154,16 +155,18 @@ impl<S: Read + Write + 'static> Handler<S> for Connection {
 
 fn run(args: Args) -> io::Result<()> {
     let listener = common::listen(&args.host, args.port)?;
+    let port = listener.local_addr()?.port();
     let mut reactor = Reactor::with_backend(args.backend.backend)?;
-    println!(
-        "listening on ('{}', {}) ({} backend)",
-        args.host,
-        listener.local_addr()?.port(),
-        reactor.backend()
-    );
     serve_with(&mut reactor, listener, args.limits.limits())?;
     reactor.shutdown_on_signals(args.grace.grace())?;
+    // Everything it serves with is open: the line says it is ready.
+    println!(
+        "listening on ('{}', {port}) ({} backend)",
+        args.host,
+        reactor.backend()
+    );
     reactor.run()?;
+    eprintln!("reactor stats: {:?}", reactor.stats());
     println!("shutting down");
     Ok(())
 }

@@ -3,7 +3,8 @@
 //! prints `  timed out, do some other work here` when it returns with nothing; here a periodic
 //! reactor timer (`Context::call_every`) looks at an activity counter that every handler
 //! bumps, and prints the line when no I/O happened since the last tick. The loop itself
-//! never polls with a timeout.
+//! never polls with a timeout. SIGINT or SIGTERM stops it gracefully, and it prints the
+//! reactor's counters on stderr (`timers_fired`: the ticks).
 //!
 //! `cargo run --example timeout_server -- [--backend select|poll|epoll|kqueue]
 //! [--period SECS] [--grace-ms MS] <host> <port>`
@@ -141,16 +142,18 @@ impl<Src: 'static, H: Handler<Src>> Handler<Src> for Counted<H> {
 
 fn run(args: Args) -> io::Result<()> {
     let listener = common::listen(&args.host, args.port)?;
+    let port = listener.local_addr()?.port();
     let mut reactor = Reactor::with_backend(args.backend.backend)?;
-    println!(
-        "starting up on {} port {} ({} backend)",
-        args.host,
-        listener.local_addr()?.port(),
-        reactor.backend()
-    );
     serve(&mut reactor, listener, args.period)?;
     reactor.shutdown_on_signals(args.grace.grace())?;
+    // Everything it serves with is open: the line says it is ready.
+    println!(
+        "starting up on {} port {port} ({} backend)",
+        args.host,
+        reactor.backend()
+    );
     reactor.run()?;
+    eprintln!("reactor stats: {:?}", reactor.stats());
     println!("shutting down");
     Ok(())
 }

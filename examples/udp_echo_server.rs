@@ -3,7 +3,8 @@
 //! (`WouldBlock`) waits in a bounded queue of datagrams, sent in order when the socket is
 //! writable; when the queue is over its bound the oldest datagram is dropped (and logged),
 //! as UDP may. Errors about one datagram (an ICMP error reported on the socket, a reply too
-//! large) are logged and do not stop the server. SIGINT or SIGTERM stops it.
+//! large) are logged and do not stop the server. SIGINT or SIGTERM stops it, and it prints
+//! the reactor's counters on stderr.
 //!
 //! `cargo run --example udp_echo_server -- [--backend select|poll|epoll|kqueue] <host> <port>`
 
@@ -154,16 +155,18 @@ fn run(args: Args) -> io::Result<()> {
     let addr = net::resolve(&args.host, args.port)?;
     let socket = net::bind_udp(addr, &UdpOptions::default())
         .map_err(|e| io::Error::new(e.kind(), format!("cannot bind {addr}: {e}")))?;
+    let port = socket.local_addr()?.port();
     let mut reactor = Reactor::with_backend(args.backend.backend)?;
-    println!(
-        "starting up on {} port {} ({} backend)",
-        args.host,
-        socket.local_addr()?.port(),
-        reactor.backend()
-    );
     serve(&mut reactor, socket)?;
     reactor.shutdown_on_signals(common::GraceArg::default().grace())?;
+    // Everything it serves with is open: the line says it is ready.
+    println!(
+        "starting up on {} port {port} ({} backend)",
+        args.host,
+        reactor.backend()
+    );
     reactor.run()?;
+    eprintln!("reactor stats: {:?}", reactor.stats());
     println!("shutting down");
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! the address is a path in the file system. A stale socket file left by an earlier run is
 //! removed at start (but not a file that is not a socket, nor the socket of a server that is
 //! still running); the socket file is removed again at shutdown (SIGINT or SIGTERM: graceful,
-//! a second signal stops at once).
+//! a second signal stops at once; the reactor's counters are printed on stderr).
 //! Connections are echoed by the shared [`common::Echo`] handler.
 //!
 //! `cargo run --example unix_echo_server -- [--backend select|poll|epoll|kqueue] [--grace-ms MS]
@@ -117,15 +117,17 @@ pub fn serve_with<S: Selector>(
 fn run(args: Args) -> io::Result<()> {
     let mut socket = SocketFile::bind(&args.path)?;
     let mut reactor = Reactor::with_backend(args.backend.backend)?;
+    let listener = socket.take_listener().expect("just bound");
+    serve_with(&mut reactor, listener, args.limits.limits())?;
+    reactor.shutdown_on_signals(args.grace.grace())?;
+    // Everything it serves with is open: the line says it is ready.
     println!(
         "starting up on {} ({} backend)",
         args.path.display(),
         reactor.backend()
     );
-    let listener = socket.take_listener().expect("just bound");
-    serve_with(&mut reactor, listener, args.limits.limits())?;
-    reactor.shutdown_on_signals(args.grace.grace())?;
     reactor.run()?;
+    eprintln!("reactor stats: {:?}", reactor.stats());
     // Close the connections and the listener before removing the file.
     drop(reactor);
     drop(socket);

@@ -57,7 +57,8 @@ pub fn main<S: Selector>(program: &str) -> ExitCode {
     common::exit_on_error(program, run::<S>(&args.host, args.port).map(drop))
 }
 
-/// Binds `host:port`, serves until SIGINT or SIGTERM, and returns what was done.
+/// Binds `host:port`, serves until SIGINT or SIGTERM, and returns what was done (also
+/// printed on stderr).
 pub fn run<S: Selector>(host: &str, port: u16) -> io::Result<Stats> {
     let listener = common::listen(host, port)?;
     let mut server = Server::<S>::new(listener)?;
@@ -68,6 +69,7 @@ pub fn run<S: Selector>(host: &str, port: u16) -> io::Result<Stats> {
         server.selector.name()
     );
     let stats = server.run()?;
+    eprintln!("server stats: {stats:?}");
     println!("shutting down");
     Ok(stats)
 }
