@@ -19,10 +19,10 @@ use std::time::Duration;
 use clap::Parser;
 use rawloop::{Reactor, Selector};
 
-pub use common::Summary;
+use common::Summary;
 
 /// The seed's messages, in the order it sends them (it pops from the end of its list).
-pub const DEFAULT_MESSAGES: [&str; 2] = ["This is the message.  ", "It will be repeated."];
+const DEFAULT_MESSAGES: [&str; 2] = ["This is the message.  ", "It will be repeated."];
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -42,7 +42,7 @@ struct Args {
 
 /// Connects to `addr`, sends `messages`, and waits (running `reactor`) until the whole echo
 /// is back and matches. See [`common::check_echo`] for the errors.
-pub fn run_client<S: Selector>(
+fn run_client<S: Selector>(
     reactor: &mut Reactor<S>,
     addr: SocketAddr,
     messages: Vec<Vec<u8>>,

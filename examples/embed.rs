@@ -40,15 +40,15 @@ struct Args {
 
 /// What a run did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Report {
+struct Report {
     /// Round trips completed (each echo checked).
-    pub round_trips: u64,
+    round_trips: u64,
     /// Times the program's own periodic work ran.
-    pub ticks: u64,
+    ticks: u64,
     /// Calls of `run_once`.
-    pub rounds_run: u64,
+    rounds_run: u64,
     /// How long the loop ran.
-    pub elapsed: Duration,
+    elapsed: Duration,
 }
 
 /// What the pinger shares with the program's loop.
@@ -62,7 +62,7 @@ struct Progress {
 /// Runs the program's own loop: an echo server and its client on one reactor, driven by
 /// `run_once`, until `rounds` round trips are done or `limit` has passed. The periodic work
 /// (a status line) runs every `tick`. Fails if a round trip fails.
-pub fn run_embedded<S: Selector>(
+fn run_embedded<S: Selector>(
     mut reactor: Reactor<S>,
     rounds: u64,
     limit: Duration,

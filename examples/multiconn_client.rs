@@ -46,22 +46,22 @@ struct Args {
 
 /// What a run did, over all connections.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Summary {
+struct Summary {
     /// Connections started.
-    pub connections: usize,
+    connections: usize,
     /// Connections whose echo came back complete and matching.
-    pub completed: usize,
+    completed: usize,
     /// Connections that failed (refused, reset, closed early, wrong echo, timed out).
-    pub failed: usize,
+    failed: usize,
     /// Bytes sent (written or queued for writing), over all connections.
-    pub bytes_sent: u64,
+    bytes_sent: u64,
     /// Bytes received, over all connections.
-    pub bytes_received: u64,
+    bytes_received: u64,
 }
 
 /// The messages each connection sends: `Message i from client.` for i in 1..=count, each
 /// padded with [`common::pattern`] bytes to `size` when it is given (and longer).
-pub fn messages(count: usize, size: Option<usize>) -> Vec<Vec<u8>> {
+fn messages(count: usize, size: Option<usize>) -> Vec<Vec<u8>> {
     (1..=count)
         .map(|i| {
             let mut m = format!("Message {i} from client.").into_bytes();
@@ -82,7 +82,7 @@ pub fn messages(count: usize, size: Option<usize>) -> Vec<Vec<u8>> {
 /// each, and runs `reactor` until every connection has its echo back or failed, or until
 /// `timeout` has passed (the connections left then count as failed). A failed connection
 /// does not stop the others.
-pub fn run_client<S: Selector>(
+fn run_client<S: Selector>(
     reactor: &mut Reactor<S>,
     addr: SocketAddr,
     connections: usize,

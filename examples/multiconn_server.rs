@@ -33,14 +33,10 @@ struct Args {
     port: u16,
 }
 
-/// Registers `listener`: every connection it accepts gets a [`Connection`]. Returns the
-/// listener's token (closing it stops accepting).
-pub fn serve<S: Selector>(reactor: &mut Reactor<S>, listener: TcpListener) -> io::Result<Token> {
-    serve_with(reactor, listener, Limits::default())
-}
-
-/// [`serve`] within `limits` (an idle timeout, a cap on open connections).
-pub fn serve_with<S: Selector>(
+/// Registers `listener` within `limits` (an idle timeout, a cap on open connections): every
+/// connection it accepts gets a [`Connection`]. Returns the listener's token (closing it stops
+/// accepting).
+fn serve<S: Selector>(
     reactor: &mut Reactor<S>,
     listener: TcpListener,
     limits: Limits,
@@ -66,7 +62,7 @@ enum Phase {
 
 /// One client connection: the guide's per-socket data object, as a state machine.
 #[derive(Debug)]
-pub struct Connection {
+struct Connection {
     addr: String,
     /// Bytes received and not yet passed to `outb`.
     inb: Vec<u8>,
@@ -77,7 +73,7 @@ pub struct Connection {
 
 impl Connection {
     /// The state of a new connection from `addr`.
-    pub fn new(addr: String) -> Connection {
+    fn new(addr: String) -> Connection {
         Connection {
             addr,
             inb: Vec::new(),
@@ -157,7 +153,7 @@ fn run(args: Args) -> io::Result<()> {
     let listener = common::listen(&args.host, args.port)?;
     let port = listener.local_addr()?.port();
     let mut reactor = Reactor::with_backend(args.backend.backend)?;
-    serve_with(&mut reactor, listener, args.limits.limits())?;
+    serve(&mut reactor, listener, args.limits.limits())?;
     reactor.shutdown_on_signals(args.grace.grace())?;
     // Everything it serves with is open: the line says it is ready.
     println!(

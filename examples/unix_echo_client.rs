@@ -16,10 +16,10 @@ use std::time::Duration;
 use clap::Parser;
 use rawloop::{Reactor, Selector};
 
-pub use common::Summary;
+use common::Summary;
 
 /// The seed's message.
-pub const DEFAULT_MESSAGE: &str = "This is the message.  It will be repeated.";
+const DEFAULT_MESSAGE: &str = "This is the message.  It will be repeated.";
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -39,7 +39,7 @@ struct Args {
 
 /// Connects to the socket at `path`, sends `message`, and runs `reactor` until the whole
 /// echo is back and matches. See [`common::check_echo`] for the errors.
-pub fn run_client<S: Selector>(
+fn run_client<S: Selector>(
     reactor: &mut Reactor<S>,
     path: &Path,
     message: Vec<u8>,

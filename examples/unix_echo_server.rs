@@ -35,7 +35,7 @@ struct Args {
 
 /// A bound Unix listener that removes its socket file when dropped.
 #[derive(Debug)]
-pub struct SocketFile {
+struct SocketFile {
     listener: Option<UnixListener>,
     path: PathBuf,
 }
@@ -44,7 +44,7 @@ impl SocketFile {
     /// Binds `path`, first removing a stale socket file there: one that is a socket and that
     /// nothing accepts connections on. Fails with `AddrInUse` if a server answers there, and
     /// with `AlreadyExists` if the path is not a socket.
-    pub fn bind(path: impl AsRef<Path>) -> io::Result<SocketFile> {
+    fn bind(path: impl AsRef<Path>) -> io::Result<SocketFile> {
         let path = path.as_ref();
         match std::fs::symlink_metadata(path) {
             Ok(meta) if meta.file_type().is_socket() => {
@@ -73,13 +73,8 @@ impl SocketFile {
         })
     }
 
-    /// The socket's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The listener, to hand to [`serve`]; the file is still removed when `self` drops.
-    pub fn take_listener(&mut self) -> Option<UnixListener> {
+    fn take_listener(&mut self) -> Option<UnixListener> {
         self.listener.take()
     }
 }
@@ -93,13 +88,9 @@ impl Drop for SocketFile {
     }
 }
 
-/// Registers `listener` so that every connection it accepts is echoed. Returns its token.
-pub fn serve<S: Selector>(reactor: &mut Reactor<S>, listener: UnixListener) -> io::Result<Token> {
-    serve_with(reactor, listener, Limits::default())
-}
-
-/// [`serve`] within `limits` (an idle timeout, a cap on open connections).
-pub fn serve_with<S: Selector>(
+/// Registers `listener` within `limits` (an idle timeout, a cap on open connections) so that
+/// every connection it accepts is echoed. Returns its token.
+fn serve<S: Selector>(
     reactor: &mut Reactor<S>,
     listener: UnixListener,
     limits: Limits,
@@ -118,7 +109,7 @@ fn run(args: Args) -> io::Result<()> {
     let mut socket = SocketFile::bind(&args.path)?;
     let mut reactor = Reactor::with_backend(args.backend.backend)?;
     let listener = socket.take_listener().expect("just bound");
-    serve_with(&mut reactor, listener, args.limits.limits())?;
+    serve(&mut reactor, listener, args.limits.limits())?;
     reactor.shutdown_on_signals(args.grace.grace())?;
     // Everything it serves with is open: the line says it is ready.
     println!(

@@ -1,51 +1,26 @@
-//! Every example program driven in-process, through its own public functions, on every
-//! backend compiled here (select, poll, epoll; kqueue under `cfg(rawloop_kqueue)`).
+//! The example programs run as programs, on every backend compiled here (select, poll, epoll;
+//! kqueue under `cfg(rawloop_kqueue)`), each with `--backend` (the selector-layer server is
+//! one program per backend, `<backend>_echo_server`):
 //!
-//! * The servers (multiconn, timeout, Unix-domain and the selector-layer server) each answer
-//!   200 concurrent clients with payloads from 1 byte to 1 MiB, every byte checked.
-//!   `echo_server` is loaded by `tests/echo_load.rs`, the UDP server by
+//! * The servers (multiconn, timeout, Unix-domain and the selector-layer server), started on
+//!   port 0, each answer 200 concurrent clients with payloads from 1 byte to 1 MiB, every byte
+//!   checked. `echo_server` is loaded by `tests/echo_load.rs`, the UDP server by
 //!   `tests/examples_udp.rs`.
 //! * The servers keep serving when clients reset their connections mid-echo.
-//! * `timeout_server` counts a period as idle only when no I/O happened in it.
-//! * The clients (echo, multiconn, Unix, embed) work against their servers and report the
-//!   specific error for a wrong echo, an early close, a refused connection, a timeout.
-//! * No fd leaks: every test starts from a baseline count of the process's fds and ends on it.
-//!   That count is process-wide, so every test takes its turn with [`Fds::baseline`] first
-//!   and the tests run one after the other.
-
-// Each example declares its own `mod common;` (examples/common/mod.rs), so that file is a
-// module of every example included here.
-#![allow(clippy::duplicate_mod)]
+//! * `timeout_server` prints its idle line only for periods in which no I/O happened.
+//! * The clients (echo, multiconn, Unix, embed) work against their servers, and exit 1 with
+//!   `<program>: <message>` (the multiconn client: with its totals and a line per failed
+//!   connection) for a wrong echo, an early close, a refused connection, a timeout.
+//! * Every server closes each connection its clients closed: its count of open fds
+//!   (`/proc/<pid>/fd`, on Linux) falls back to where it was before the clients came; it
+//!   stops on SIGTERM with status 0 and prints its counters on stderr (`reactor stats: Stats
+//!   { ... }`, the selector-layer server `server stats: Stats { ... }`), which say how many
+//!   connections it served, that every one was closed, and how many ended in an error.
+//! * The test process itself (its load clients and fake peers) ends every test with the fds
+//!   it began with. That count is process-wide, so every test takes its turn with
+//!   [`Fds::baseline`] first and the tests run one after the other.
 
 mod common;
-
-#[allow(dead_code)]
-#[path = "../examples/echo_client.rs"]
-mod echo_client;
-#[allow(dead_code)]
-#[path = "../examples/echo_server.rs"]
-mod echo_server;
-#[allow(dead_code)]
-#[path = "../examples/embed.rs"]
-mod embed;
-#[allow(dead_code)]
-#[path = "../examples/multiconn_client.rs"]
-mod multiconn_client;
-#[allow(dead_code)]
-#[path = "../examples/multiconn_server.rs"]
-mod multiconn_server;
-// (It allows dead code itself.)
-#[path = "../examples/selector_echo/mod.rs"]
-mod selector_echo;
-#[allow(dead_code)]
-#[path = "../examples/timeout_server.rs"]
-mod timeout_server;
-#[allow(dead_code)]
-#[path = "../examples/unix_echo_client.rs"]
-mod unix_echo_client;
-#[allow(dead_code)]
-#[path = "../examples/unix_echo_server.rs"]
-mod unix_echo_server;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -55,54 +30,58 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::clients::{
-    against_silent_server, assert_clean_reactor, assert_error, assert_refused, CLIENT_TIMEOUT,
-};
 use common::echo::{assert_same, payload};
 use common::fds::Fds;
-use common::servers::{join_thread, reactor_server, serve_clients, Running, CONNECTIONS};
+use common::programs::{
+    assert_fails, printable, run_client, serve_clients, shown, Counters, Server,
+};
+use common::servers::{join_thread, CONNECTIONS};
 use common::TempDir;
-use rawloop::{Reactor, Selector, Stats};
+use rawloop::Selector;
 
 // ---------------------------------------------------------------------------------------------
 // The servers, each started the same way by every test
 // ---------------------------------------------------------------------------------------------
 
-/// `multiconn_server` on a reactor of its own.
-fn multiconn<S: Selector + 'static>(listener: TcpListener) -> Running<Stats> {
-    reactor_server::<S, _>(move |reactor| multiconn_server::serve(reactor, listener).map(drop))
+/// Example server `name` on backend `S`, on a free loopback port.
+fn tcp_server<S: Selector>(name: &str, args: &[&str]) -> Server {
+    let backend = common::backend_name::<S>();
+    let mut all = vec!["--backend", backend];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["127.0.0.1", "0"]);
+    Server::start(name, &all, backend)
 }
 
-/// `timeout_server`, with an idle period of 1 s, on a reactor of its own.
-fn timeout<S: Selector + 'static>(listener: TcpListener) -> Running<Stats> {
-    reactor_server::<S, _>(move |reactor| {
-        timeout_server::serve(reactor, listener, Duration::from_secs(1)).map(drop)
-    })
+/// `multiconn_server`.
+fn multiconn<S: Selector>() -> Server {
+    tcp_server::<S>("multiconn_server", &[])
 }
 
-/// The selector-layer echo server (`examples/selector_echo`) on a new thread, through its
-/// own `serve`, which hands out its waker once it is listening.
-fn selector<S: Selector + 'static>(listener: TcpListener) -> Running<selector_echo::Stats> {
-    Running::spawn(move |tx| {
-        selector_echo::serve::<S>(listener, move |waker| {
-            tx.send(waker).expect("the test waits for the waker")
-        })
-    })
+/// `timeout_server`, with an idle period of 1 s.
+fn timeout<S: Selector>() -> Server {
+    tcp_server::<S>("timeout_server", &["--period", "1"])
+}
+
+/// The selector-layer echo server (`examples/selector_echo`) of backend `S`:
+/// `<backend>_echo_server`.
+fn selector<S: Selector>() -> Server {
+    let backend = common::backend_name::<S>();
+    let name = format!("{backend}_echo_server");
+    Server::start(&name, &["127.0.0.1", "0"], backend)
+}
+
+/// `echo_server`.
+fn echo_server<S: Selector>() -> Server {
+    tcp_server::<S>("echo_server", &[])
+}
+
+/// What the selector-layer server counted, from its `server stats: Stats { ... }` line.
+fn selector_counters(out: &common::Finished) -> Counters {
+    Counters::of(&out.stderr, "server stats")
 }
 
 fn loopback() -> TcpListener {
     common::loopback_listener()
-}
-
-/// `start` on a loopback listener, as [`serve_clients`] starts a server: the address it
-/// listens on, and the server.
-fn on_loopback<T: Send + 'static>(
-    start: impl FnOnce(TcpListener) -> Running<T>,
-) -> impl FnOnce() -> (SocketAddr, Running<T>) {
-    move || {
-        let listener = loopback();
-        (listener.local_addr().unwrap(), start(listener))
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -199,87 +178,82 @@ fn concurrent_echo<St: Duplex>(seed: u64, mut connect: impl FnMut() -> io::Resul
     assert_eq!(total, load_total());
     total
 }
-
 // ---------------------------------------------------------------------------------------------
 // Every server answers 200 concurrent clients
 // ---------------------------------------------------------------------------------------------
 
-/// Serves 200 concurrent TCP clients with the `start`ed server on a loopback listener, under
-/// the checks of [`serve_clients`]. Returns what the server counted.
-fn tcp_server_load<S, T>(name: &str, seed: u64, start: impl FnOnce(TcpListener) -> Running<T>) -> T
-where
-    S: Selector,
-    T: Send + 'static,
-{
+/// Serves 200 concurrent TCP clients with the `start`ed server, under the checks of
+/// [`serve_clients`]; then stops it. Returns how the server ended.
+fn tcp_server_load<S: Selector>(seed: u64, start: impl FnOnce() -> Server) -> common::Finished {
     let fds = Fds::baseline::<S>();
-    let (_, counted) = serve_clients::<S, _, _>(&fds, on_loopback(start), |&addr| {
-        let bytes = concurrent_echo(seed, || TcpStream::connect(addr));
-        format!("{name}: {CONNECTIONS} concurrent TCP connections, {bytes} bytes echoed")
+    let server = start();
+    let port = server.port;
+    let bytes = serve_clients(&server, || {
+        concurrent_echo(seed, || TcpStream::connect(("127.0.0.1", port)))
     });
-    counted
-}
-
-/// The counters of a reactor that served `connections` connections, each closed cleanly.
-fn assert_clean(stats: Stats, connections: u64) {
-    assert_eq!(stats.registered, 1 + connections, "{stats:?}");
-    assert_eq!(stats.closed, connections, "{stats:?}");
-    assert_eq!(stats.handler_errors, 0, "{stats:?}");
-}
-
-fn multiconn_server_200_clients<S: Selector + 'static>() {
-    let stats = tcp_server_load::<S, _>("multiconn_server", 1 << 20, multiconn::<S>);
-    assert_clean(stats, CONNECTIONS as u64);
-}
-
-fn timeout_server_200_clients<S: Selector + 'static>() {
-    let stats = tcp_server_load::<S, _>("timeout_server", 2 << 20, timeout::<S>);
-    assert_clean(stats, CONNECTIONS as u64);
-}
-
-fn selector_server_200_clients<S: Selector + 'static>() {
-    let stats = tcp_server_load::<S, _>("selector_echo", 3 << 20, selector::<S>);
-    assert_eq!(
-        stats,
-        selector_echo::Stats {
-            accepted: CONNECTIONS as u64,
-            errors: 0,
-            bytes: load_total() as u64,
-            open_at_stop: 0,
-        }
+    eprintln!(
+        "{}: {CONNECTIONS} concurrent TCP connections, {bytes} bytes echoed",
+        server.program.name
     );
+    let out = server.stop();
+    fds.assert_back();
+    out
 }
 
-fn unix_echo_server_200_clients<S: Selector + 'static>() {
+/// The counters of a reactor server that served `connections` connections, each closed
+/// cleanly, and then its listener at the shutdown.
+fn assert_clean(stats: &Counters, connections: u64) {
+    assert_eq!(stats.get("registered"), 1 + connections, "{stats}");
+    assert_eq!(stats.get("closed"), 1 + connections, "{stats}");
+    assert_eq!(stats.get("handler_errors"), 0, "{stats}");
+    assert_eq!(stats.get("cut_at_shutdown"), 0, "{stats}");
+}
+
+fn multiconn_server_200_clients<S: Selector>() {
+    let out = tcp_server_load::<S>(1 << 20, multiconn::<S>);
+    assert_clean(&Counters::reactor(&out), CONNECTIONS as u64);
+}
+
+fn timeout_server_200_clients<S: Selector>() {
+    let out = tcp_server_load::<S>(2 << 20, timeout::<S>);
+    assert_clean(&Counters::reactor(&out), CONNECTIONS as u64);
+}
+
+fn selector_server_200_clients<S: Selector>() {
+    let out = tcp_server_load::<S>(3 << 20, selector::<S>);
+    let stats = selector_counters(&out);
+    assert_eq!(stats.get("accepted"), CONNECTIONS as u64, "{stats}");
+    assert_eq!(stats.get("errors"), 0, "{stats}");
+    assert_eq!(stats.get("bytes"), load_total() as u64, "{stats}");
+    assert_eq!(stats.get("open_at_stop"), 0, "{stats}");
+}
+
+fn unix_echo_server_200_clients<S: Selector>() {
     let fds = Fds::baseline::<S>();
-    let dir = TempDir::new(common::backend_name::<S>());
+    let backend = common::backend_name::<S>();
+    let dir = TempDir::new(backend);
     let path = dir.join("echo.sock");
     // A stale socket file from an earlier run, which the server's bind removes.
     drop(UnixListener::bind(&path).unwrap());
     assert!(path.exists());
-    let start = || {
-        let mut socket =
-            unix_echo_server::SocketFile::bind(&path).expect("binding over a stale socket");
-        assert_eq!(socket.path(), path);
-        let listener = socket.take_listener().expect("just bound");
-        let server = reactor_server::<S, _>(move |reactor| {
-            unix_echo_server::serve(reactor, listener).map(drop)
-        });
-        (socket, server)
-    };
-    let (socket, stats) = serve_clients::<S, _, _>(&fds, start, |_| {
-        let bytes = concurrent_echo(4 << 20, || UnixStream::connect(&path));
-        format!("unix_echo_server: {CONNECTIONS} concurrent Unix connections, {bytes} bytes echoed")
-    });
-    assert_clean(stats, CONNECTIONS as u64);
-    assert!(
-        path.exists(),
-        "the socket file stays while SocketFile lives"
+    let at = path.to_str().unwrap();
+    let server = Server::start("unix_echo_server", &["--backend", backend, at], backend);
+    assert_eq!(
+        server.first_line,
+        format!("starting up on {at} ({backend} backend)")
     );
-    drop(socket);
+    let bytes = serve_clients(&server, || {
+        concurrent_echo(4 << 20, || UnixStream::connect(&path))
+    });
+    eprintln!("unix_echo_server: {CONNECTIONS} concurrent Unix connections, {bytes} bytes echoed");
+    assert!(path.exists(), "the socket file stays while the server runs");
+    let out = server.stop();
+    assert_clean(&Counters::reactor(&out), CONNECTIONS as u64);
     assert!(
         !path.exists(),
-        "dropping SocketFile removes the socket file"
+        "the server removes its socket file when it stops"
     );
+    fds.assert_back();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -361,20 +335,24 @@ fn clients_survive_resets(addr: SocketAddr, seed: u64) -> usize {
 }
 
 /// Runs [`clients_survive_resets`] against the `start`ed server, under the checks of
-/// [`serve_clients`]: the server closed every connection (the reset ones included) and
-/// leaks nothing. Returns what the server counted.
-fn tcp_server_survives_resets<S, T>(seed: u64, start: impl FnOnce(TcpListener) -> Running<T>) -> T
-where
-    S: Selector,
-    T: Send + 'static,
-{
+/// [`serve_clients`]: the server closed every connection (the reset ones included). Then
+/// stops it; returns how it ended.
+fn tcp_server_survives_resets<S: Selector>(
+    seed: u64,
+    start: impl FnOnce() -> Server,
+) -> common::Finished {
     let fds = Fds::baseline::<S>();
-    let (_, counted) = serve_clients::<S, _, _>(&fds, on_loopback(start), |&addr| {
-        let bytes = clients_survive_resets(addr, seed);
-        assert_eq!(bytes, HEALTHY * (64 * 1024 + 512 * 1024 + 5) + 100_000);
-        format!("{HEALTHY} connections echoed {bytes} bytes around {RESETS} resets")
-    });
-    counted
+    let server = start();
+    let addr = SocketAddr::from(([127, 0, 0, 1], server.port));
+    let bytes = serve_clients(&server, || clients_survive_resets(addr, seed));
+    assert_eq!(bytes, HEALTHY * (64 * 1024 + 512 * 1024 + 5) + 100_000);
+    eprintln!(
+        "{}: {HEALTHY} connections echoed {bytes} bytes around {RESETS} resets",
+        server.program.name
+    );
+    let out = server.stop();
+    fds.assert_back();
+    out
 }
 
 /// Checks how many connections a server saw end in an error after
@@ -393,126 +371,151 @@ fn assert_reset_errors<S: Selector>(errors: u64, counters: &dyn std::fmt::Debug)
     }
 }
 
-/// The counters of a reactor after [`clients_survive_resets`]: every connection closed,
-/// the reset ones by a handler error.
-fn assert_resets_seen<S: Selector>(stats: Stats) {
+/// The counters of a reactor server after [`clients_survive_resets`]: every connection
+/// closed, the reset ones by a handler error, and the listener at the shutdown.
+fn assert_resets_seen<S: Selector>(stats: &Counters) {
     let connections = (HEALTHY + RESETS + 1) as u64;
-    assert_eq!(stats.registered, 1 + connections, "{stats:?}");
-    assert_eq!(stats.closed, connections, "{stats:?}");
-    assert_reset_errors::<S>(stats.handler_errors, &stats);
+    assert_eq!(stats.get("registered"), 1 + connections, "{stats}");
+    assert_eq!(stats.get("closed"), 1 + connections, "{stats}");
+    assert_eq!(stats.get("cut_at_shutdown"), 0, "{stats}");
+    assert_reset_errors::<S>(stats.get("handler_errors"), stats);
 }
 
-fn multiconn_server_survives_resets<S: Selector + 'static>() {
-    let stats = tcp_server_survives_resets::<S, _>(6 << 20, multiconn::<S>);
-    assert_resets_seen::<S>(stats);
+fn multiconn_server_survives_resets<S: Selector>() {
+    let out = tcp_server_survives_resets::<S>(6 << 20, multiconn::<S>);
+    assert_resets_seen::<S>(&Counters::reactor(&out));
 }
 
-fn timeout_server_survives_resets<S: Selector + 'static>() {
-    let stats = tcp_server_survives_resets::<S, _>(7 << 20, timeout::<S>);
-    assert_resets_seen::<S>(stats);
+fn timeout_server_survives_resets<S: Selector>() {
+    let out = tcp_server_survives_resets::<S>(7 << 20, timeout::<S>);
+    assert_resets_seen::<S>(&Counters::reactor(&out));
 }
 
-fn selector_server_survives_resets<S: Selector + 'static>() {
-    let stats = tcp_server_survives_resets::<S, _>(8 << 20, selector::<S>);
-    assert_eq!(stats.accepted, (HEALTHY + RESETS + 1) as u64, "{stats:?}");
-    assert_reset_errors::<S>(stats.errors, &stats);
-    assert_eq!(stats.open_at_stop, 0, "{stats:?}");
+fn selector_server_survives_resets<S: Selector>() {
+    let out = tcp_server_survives_resets::<S>(8 << 20, selector::<S>);
+    let stats = selector_counters(&out);
+    assert_eq!(
+        stats.get("accepted"),
+        (HEALTHY + RESETS + 1) as u64,
+        "{stats}"
+    );
+    assert_reset_errors::<S>(stats.get("errors"), &stats);
+    assert_eq!(stats.get("open_at_stop"), 0, "{stats}");
     // Everything the healthy clients sent, and at least the first KiB of each reset one.
     let healthy = (HEALTHY * (64 * 1024 + 512 * 1024 + 5) + 100_000) as u64;
-    assert!(stats.bytes >= healthy + RESETS as u64 * 1024, "{stats:?}");
+    assert!(
+        stats.get("bytes") >= healthy + RESETS as u64 * 1024,
+        "{stats}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
-// timeout_server counts a period as idle only when no I/O happened in it
+// timeout_server prints its idle line only for periods without I/O
 // ---------------------------------------------------------------------------------------------
 
-fn run_for<S: Selector>(reactor: &mut Reactor<S>, time: Duration) {
-    let end = Instant::now() + time;
-    loop {
-        let now = Instant::now();
-        if now >= end {
-            return;
-        }
-        reactor.run_once(Some(end - now)).unwrap();
-    }
+/// The seed's line for a quiet period.
+const IDLE_LINE: &str = "  timed out, do some other work here";
+
+fn idle_lines(lines: &[String]) -> usize {
+    lines.iter().filter(|l| *l == IDLE_LINE).count()
 }
 
-fn timeout_server_counts_only_idle_periods<S: Selector + 'static>() {
+fn timeout_server_counts_only_idle_periods<S: Selector>() {
     const PERIOD: Duration = Duration::from_millis(100);
     let fds = Fds::baseline::<S>();
-    let mut reactor = Reactor::<S>::new().unwrap();
-    let e = timeout_server::serve(&mut reactor, loopback(), Duration::ZERO).unwrap_err();
-    assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
-    let listener = loopback();
-    let addr = listener.local_addr().unwrap();
-    let served = Instant::now();
-    let activity = timeout_server::serve(&mut reactor, listener, PERIOD).unwrap();
-    // The idle timer is the reactor's only timer: `timers_fired` counts its ticks.
-    let ticks = |r: &Reactor<S>| r.stats().timers_fired;
-
-    // Quiet: every tick is an idle period.
-    run_for(&mut reactor, PERIOD * 9 / 2);
-    let quiet_ticks = ticks(&reactor);
-    assert_eq!(activity.events(), 0);
-    assert!(
-        quiet_ticks >= 3 && quiet_ticks as u128 <= served.elapsed().as_millis() / 100,
-        "{quiet_ticks} ticks in {:?}",
-        served.elapsed()
+    let backend = common::backend_name::<S>();
+    let (out, _) = run_client(
+        "timeout_server",
+        &["--backend", backend, "--period", "0", "127.0.0.1", "0"],
     );
-    assert_eq!(activity.idle_periods(), quiet_ticks, "quiet periods");
+    assert_fails(
+        &out,
+        "the idle period must be longer than zero",
+        "a zero period",
+    );
 
-    // Busy: a client echoes a few bytes every 10 ms for 8 periods; no tick is idle.
-    let client = thread::spawn(move || -> io::Result<u32> {
-        let mut s = TcpStream::connect(addr)?;
-        s.set_timeouts(Duration::from_secs(10))?;
-        let end = Instant::now() + PERIOD * 8;
-        let mut pings = 0;
-        while Instant::now() < end {
-            s.write_all(b"ping")?;
-            let mut back = [0u8; 4];
-            s.read_exact(&mut back)?;
-            assert_eq!(&back, b"ping");
-            pings += 1;
-            thread::sleep(PERIOD / 10);
-        }
-        Ok(pings)
-    });
-    let mut at_first_io = None;
-    while !client.is_finished() {
-        reactor.run_once(Some(Duration::from_millis(10))).unwrap();
-        // Handlers run before timers in a round, so a tick after this saw the I/O.
-        if at_first_io.is_none() && activity.events() > 0 {
-            at_first_io = Some((activity.idle_periods(), ticks(&reactor)));
+    let started = Instant::now();
+    let mut server = tcp_server::<S>("timeout_server", &["--period", "0.1"]);
+    let idle_fds = server.fds();
+
+    // Quiet: every tick is an idle period, and the server prints nothing else.
+    thread::sleep(PERIOD * 9 / 2);
+    let quiet_end = server.program.drain();
+    let quiet = idle_lines(&server.program.seen[1..quiet_end]);
+    assert_eq!(quiet, quiet_end - 1, "{:?}", server.program.seen);
+    assert!(
+        quiet >= 3 && quiet as u128 <= started.elapsed().as_millis() / 100,
+        "{quiet} idle periods in {:?}",
+        started.elapsed()
+    );
+
+    // Busy: a client echoes a few bytes every 10 ms for 8 periods; no period is idle.
+    let mut client = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    client.set_timeouts(Duration::from_secs(10)).unwrap();
+    let mut ping = || {
+        client.write_all(b"ping").unwrap();
+        let mut back = [0u8; 4];
+        client.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"ping");
+    };
+    ping();
+    // The server has seen I/O. What it printed before that has arrived a quarter period
+    // later: from then on, no idle line.
+    let busy = Instant::now();
+    let mut pings: u64 = 1;
+    let mut busy_start = None;
+    while busy.elapsed() < PERIOD * 8 {
+        thread::sleep(PERIOD / 10);
+        ping();
+        pings += 1;
+        if busy_start.is_none() && busy.elapsed() >= PERIOD / 4 {
+            busy_start = Some(server.program.drain());
         }
     }
-    let pings = join_thread(client).expect("the busy client");
+    // A tick less than a period after the last ping is not idle either.
+    thread::sleep(PERIOD / 4);
+    let busy_end = server.program.drain();
+    let quiet_from = Instant::now();
+    let busy_start = busy_start.expect("8 busy periods");
     assert!(pings >= 20, "only {pings} round trips in 8 periods");
-    let (idle_before, ticks_before) = at_first_io.expect("the server saw the client");
-    let busy_ticks = ticks(&reactor) - ticks_before;
-    assert!(busy_ticks >= 5, "only {busy_ticks} ticks while busy");
     assert_eq!(
-        activity.idle_periods(),
-        idle_before,
-        "periods with I/O counted as idle ({busy_ticks} ticks while busy)"
+        idle_lines(&server.program.seen[busy_start..busy_end]),
+        0,
+        "periods with I/O counted as idle"
     );
-    // One read per ping at least (the echo is written in the same handler call).
-    assert!(activity.events() > pings as u64);
+    drop(client);
+    server.wait_fds(idle_fds, "the server did not close the connection");
 
-    // Quiet again: every tick idle, but perhaps the first (the server may see the
-    // client's close in it).
-    let (idle_before, ticks_before) = (activity.idle_periods(), ticks(&reactor));
-    run_for(&mut reactor, PERIOD * 9 / 2);
-    let (idle, quiet_ticks) = (
-        activity.idle_periods() - idle_before,
-        ticks(&reactor) - ticks_before,
-    );
-    assert!(quiet_ticks >= 3, "only {quiet_ticks} ticks");
+    // Quiet again: every tick idle, but perhaps the first (the server may see the client's
+    // close in it).
+    thread::sleep(PERIOD * 9 / 2);
+    let quiet_end = server.program.drain();
+    let quiet = idle_lines(&server.program.seen[busy_end..quiet_end]);
+    let window = quiet_from.elapsed();
     assert!(
-        idle + 1 >= quiet_ticks && idle <= quiet_ticks,
-        "{idle} idle periods in {quiet_ticks} quiet ticks"
+        quiet >= 3 && quiet as u128 <= window.as_millis() / 100 + 1,
+        "{quiet} idle periods in {window:?}"
     );
-    assert_eq!(reactor.len(), 1, "only the listener is left");
-    drop(reactor);
+
+    let out = server.stop();
+    let elapsed = started.elapsed();
+    let stats = Counters::reactor(&out);
+    // The idle timer is the reactor's only timer: `timers_fired` counts its ticks, and those
+    // that printed no idle line saw I/O: the busy ones.
+    let ticks = stats.get("timers_fired");
+    let idle = idle_lines(&out.stdout) as u64;
+    assert!(
+        ticks as u128 <= elapsed.as_millis() / 100,
+        "{ticks} ticks in {elapsed:?}: {stats}"
+    );
+    assert!(
+        ticks - idle >= 5,
+        "only {} ticks while busy: {stats}",
+        ticks - idle
+    );
+    // One readiness call per ping at least (the echo is written in the same handler call).
+    assert!(stats.get("dispatched") > pings, "{pings} pings: {stats}");
+    assert_clean(&stats, 1);
     fds.assert_back();
 }
 
@@ -566,47 +569,109 @@ fn closed_port() -> SocketAddr {
     listener.local_addr().unwrap()
 }
 
-fn echo_client_against_echo_server<S: Selector + 'static>() {
+/// What a client program says when its connection is refused: the OS's message for
+/// ECONNREFUSED, or on kqueue over libkqueue for ENOTCONN (libkqueue reads, and so clears,
+/// SO_ERROR when it builds the event: the reason is lost, the failure is not).
+fn refused<S: Selector>() -> Vec<String> {
+    let mut messages = vec![io::Error::from_raw_os_error(libc::ECONNREFUSED).to_string()];
+    if cfg!(rawloop_libkqueue) && common::backend_name::<S>() == "kqueue" {
+        messages.push(io::Error::from_raw_os_error(libc::ENOTCONN).to_string());
+    }
+    messages
+}
+
+/// Panics unless `out` failed with one of `messages` (see [`assert_fails`]).
+fn assert_fails_with_one_of(out: &common::Finished, messages: &[String], what: &str) {
+    let said = |m: &String| {
+        let expected = format!("{}: {m}", out.name);
+        out.stderr.lines().any(|l| l.starts_with(&expected))
+    };
+    assert_eq!(out.status.code(), Some(1), "{what}: {out:?}");
+    assert!(
+        messages.iter().any(said),
+        "{what}: want one of {messages:?}, got {out:?}"
+    );
+}
+
+/// Runs a client against a server that never answers (a listener that never accepts, or a
+/// UDP socket that never replies) with `--timeout 0.3`: checks that it gives up after the
+/// timeout and not much later (within 2 s, the program's start and exit included), and
+/// returns how it ended.
+fn against_silent_server(name: &str, args: &[&str]) -> common::Finished {
+    let mut all = vec!["--timeout", "0.3"];
+    all.extend_from_slice(args);
+    let (out, took) = run_client(name, &all);
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(2),
+        "{took:?}: {out:?}"
+    );
+    out
+}
+
+/// `echo_client` on backend `S` to 127.0.0.1:`port`, then `args` (messages, options).
+fn echo_client<S: Selector>(port: u16, args: &[&str]) -> common::Finished {
+    let port = port.to_string();
+    let mut all = vec!["--backend", common::backend_name::<S>(), "127.0.0.1", &port];
+    all.extend_from_slice(args);
+    run_client("echo_client", &all).0
+}
+
+fn echo_client_against_echo_server<S: Selector>() {
     let fds = Fds::baseline::<S>();
-    let listener = loopback();
-    let addr = listener.local_addr().unwrap();
-    let server = reactor_server::<S, _>(move |reactor| echo_server::serve(reactor, listener));
-    let mut reactor = Reactor::<S>::new().unwrap();
+    let backend = common::backend_name::<S>();
+    let server = echo_server::<S>();
+    let port = server.port;
+    let received = |args: &[&str]| {
+        let out = echo_client::<S>(port, args).success();
+        assert_eq!(
+            out.stdout.first().map(String::as_str),
+            Some(format!("connecting to 127.0.0.1 port {port} ({backend} backend)").as_str()),
+            "{out:?}"
+        );
+        assert_eq!(
+            out.stdout.last().map(String::as_str),
+            Some("shutting down"),
+            "{out:?}"
+        );
+        assert_eq!(out.stdout.len(), 3, "{out:?}");
+        out.stdout[1].clone()
+    };
 
-    let seed: Vec<Vec<u8>> = echo_client::DEFAULT_MESSAGES
-        .iter()
-        .map(|m| m.as_bytes().to_vec())
-        .collect();
-    let s = echo_client::run_client(&mut reactor, addr, seed, CLIENT_TIMEOUT).unwrap();
-    assert_eq!(s.reply, b"This is the message.  It will be repeated.");
-    assert_eq!((s.sent, s.received), (42, 42));
+    // The seed's two messages.
+    assert_eq!(
+        received(&[]),
+        "received b'This is the message.  It will be repeated.'"
+    );
+    // Messages of its own, an empty one among them.
+    assert_eq!(received(&["abc", "", "def"]), "received b'abcdef'");
+    // Nothing to send.
+    let line = received(&["--size", "0"]);
+    assert!(
+        line.starts_with("received 0 bytes, the echo matches"),
+        "{line}"
+    );
+    // Three messages of 100,000 bytes, each checked by the client as it comes back.
+    let messages: Vec<String> = (0..3).map(|k| printable(9 << 20 | k, 100_000)).collect();
+    let args: Vec<&str> = messages.iter().map(String::as_str).collect();
+    assert_eq!(
+        received(&args),
+        format!("received {}", shown(messages.concat().as_bytes()))
+    );
+    // 6 MiB: partial writes on both sides, and the server's output limit.
+    let line = received(&["--size", &(6 << 20).to_string()]);
+    assert!(
+        line.starts_with(&format!("received {} bytes, the echo matches", 6 << 20)),
+        "{line}"
+    );
 
-    let parts = vec![b"abc".to_vec(), Vec::new(), b"def".to_vec()];
-    let s = echo_client::run_client(&mut reactor, addr, parts, CLIENT_TIMEOUT).unwrap();
-    assert_eq!(s.reply, b"abcdef");
-
-    let s = echo_client::run_client(&mut reactor, addr, Vec::new(), CLIENT_TIMEOUT).unwrap();
-    assert_eq!((s.sent, s.received), (0, 0));
-
-    // A multi-MiB payload in several messages: partial writes on both sides, and the
-    // server's output limit.
-    let big: Vec<Vec<u8>> = (0..3).map(|k| payload(9 << 20 | k, 2 << 20)).collect();
-    let want = big.concat();
-    let s = echo_client::run_client(&mut reactor, addr, big, CLIENT_TIMEOUT).unwrap();
-    assert_eq!((s.sent, s.received), (6 << 20, 6 << 20));
-    assert_same("6 MiB echo", &s.reply, &want);
-
-    assert_clean_reactor(&reactor);
-    drop(reactor);
-    let stats = server.stop();
-    assert_eq!(stats.handler_errors, 0, "{stats:?}");
+    let out = server.stop();
+    assert_clean(&Counters::reactor(&out), 5);
     fds.assert_back();
 }
 
-fn echo_client_errors<S: Selector + 'static>() {
+fn echo_client_errors<S: Selector>() {
     let fds = Fds::baseline::<S>();
-    let mut reactor = Reactor::<S>::new().unwrap();
-    let hello = || vec![b"hello".to_vec()];
+    let backend = common::backend_name::<S>();
 
     // A wrong byte; more bytes than were sent; an early close.
     let (addr, peer) = fake_tcp_peers(3, |i, mut s| {
@@ -618,28 +683,37 @@ fn echo_client_errors<S: Selector + 'static>() {
             drain_until_closed(s);
         }
     });
-    for (what, kind) in [
-        ("a wrong byte", io::ErrorKind::InvalidData),
-        ("more bytes than sent", io::ErrorKind::InvalidData),
-        ("an early close", io::ErrorKind::UnexpectedEof),
+    for (what, message) in [
+        (
+            "a wrong byte",
+            "the echo differs from what was sent at byte 4",
+        ),
+        (
+            "more bytes than sent",
+            "received 6 bytes, more than the 5 sent",
+        ),
+        (
+            "an early close",
+            "the server closed the connection after echoing 2 of 5 bytes",
+        ),
     ] {
-        let r = echo_client::run_client(&mut reactor, addr, hello(), CLIENT_TIMEOUT);
-        assert_error(r, kind, what);
-        assert_clean_reactor(&reactor);
+        let out = echo_client::<S>(addr.port(), &["hello"]);
+        assert_fails(&out, message, what);
     }
     join_thread(peer);
 
-    let r = echo_client::run_client(&mut reactor, closed_port(), hello(), CLIENT_TIMEOUT);
-    assert_refused::<S, _>(r, "a closed port");
+    let out = echo_client::<S>(closed_port().port(), &["hello"]);
+    assert_fails_with_one_of(&out, &refused::<S>(), "a closed port");
 
     // A listener that never accepts: the connection completes, no echo ever comes.
     let silent = loopback();
-    let r = against_silent_server(|timeout| {
-        echo_client::run_client(&mut reactor, silent.local_addr().unwrap(), hello(), timeout)
-    });
-    assert_error(r, io::ErrorKind::TimedOut, "a silent server");
-    assert_clean_reactor(&reactor);
-    drop((reactor, silent));
+    let port = silent.local_addr().unwrap().port().to_string();
+    let out = against_silent_server(
+        "echo_client",
+        &["--backend", backend, "127.0.0.1", &port, "hello"],
+    );
+    assert_fails(&out, "no complete echo within 300ms", "a silent server");
+    drop(silent);
     fds.assert_back();
 }
 
@@ -680,77 +754,156 @@ fn echo_then_close(connections: usize, len: usize) -> (SocketAddr, JoinHandle<()
 /// complete and matches, so the client succeeds. (Fails while `check_echo` reads on after
 /// the last expected byte and takes the end of stream for an early close.)
 #[cfg(target_os = "linux")]
-fn echo_client_accepts_close_after_complete_echo<S: Selector + 'static>() {
+fn echo_client_accepts_close_after_complete_echo<S: Selector>() {
     let fds = Fds::baseline::<S>();
-    let mut reactor = Reactor::<S>::new().unwrap();
     let (addr, peer) = echo_then_close(1, 5);
-    let r = echo_client::run_client(&mut reactor, addr, vec![b"hello".to_vec()], CLIENT_TIMEOUT);
-    assert_clean_reactor(&reactor);
-    drop(reactor);
+    let out = echo_client::<S>(addr.port(), &["hello"]).success();
+    assert_eq!(out.stdout[1], "received b'hello'", "{out:?}");
     join_thread(peer);
     fds.assert_back();
-    let s = r.expect("a complete echo, then the server's close");
-    assert_eq!(s.reply, b"hello");
 }
 
-fn multiconn_client_against_multiconn_server<S: Selector + 'static>() {
+/// `multiconn_client` on backend `S` to 127.0.0.1:`port` with `connections` connections,
+/// and `options` first.
+fn multiconn_client<S: Selector>(
+    port: u16,
+    connections: usize,
+    options: &[&str],
+) -> (common::Finished, Duration) {
+    let port = port.to_string();
+    let connections = connections.to_string();
+    let mut all = vec!["--backend", common::backend_name::<S>()];
+    all.extend_from_slice(options);
+    all.extend_from_slice(&["127.0.0.1", &port, &connections]);
+    run_client("multiconn_client", &all)
+}
+
+/// The totals line of a multiconn client, up to the time it took.
+fn totals(out: &common::Finished) -> &str {
+    let line = out.stdout.last().map(String::as_str).unwrap_or_default();
+    line.rsplit_once(" in ")
+        .unwrap_or_else(|| panic!("no totals line: {out:?}"))
+        .0
+}
+
+/// How many of the client's lines on stderr say that a connection failed with `message`.
+fn failed_connections(out: &common::Finished, message: &str) -> usize {
+    out.stderr
+        .lines()
+        .filter(|l| l.contains(" failed: ") && l.ends_with(message))
+        .count()
+}
+
+fn multiconn_client_against_multiconn_server<S: Selector>() {
     let fds = Fds::baseline::<S>();
     let n = CONNECTIONS as u64;
-    let (_, stats) = serve_clients::<S, _, _>(&fds, on_loopback(multiconn::<S>), |&addr| {
-        let mut reactor = Reactor::<S>::new().unwrap();
-        let mut run = |messages: &[Vec<u8>]| {
-            multiconn_client::run_client(&mut reactor, addr, CONNECTIONS, messages, CLIENT_TIMEOUT)
-                .unwrap()
-        };
-        let messages = multiconn_client::messages(2, None);
+    let server = multiconn::<S>();
+    let port = server.port;
+    serve_clients(&server, || {
+        // The guide's two messages, 44 bytes.
+        let (out, _) = multiconn_client::<S>(port, CONNECTIONS, &[]);
+        let out = out.success();
         assert_eq!(
-            messages,
-            [&b"Message 1 from client."[..], b"Message 2 from client."]
+            out.stdout[0],
+            format!(
+                "starting {CONNECTIONS} connections to 127.0.0.1:{port} ({} backend)",
+                common::backend_name::<S>()
+            )
         );
-        let s = run(&messages);
         assert_eq!(
-            s,
-            multiconn_client::Summary {
-                connections: CONNECTIONS,
-                completed: CONNECTIONS,
-                failed: 0,
-                bytes_sent: 44 * n,
-                bytes_received: 44 * n,
-            }
+            totals(&out),
+            format!(
+                "{n} connections: {n} completed, 0 failed; sent {0} bytes, received {0} bytes",
+                44 * n
+            )
         );
-
         // Bigger messages: 3 of 16 KiB each per connection.
-        let messages = multiconn_client::messages(3, Some(16 * 1024));
-        assert!(messages.iter().all(|m| m.len() == 16 * 1024));
-        assert!(messages[2].starts_with(b"Message 3 from client."));
-        assert_eq!(multiconn_client::messages(1, Some(5)), [b"Messa"]);
-        let s = run(&messages);
-        assert_eq!((s.completed, s.failed), (CONNECTIONS, 0), "{s:?}");
-        assert_eq!(s.bytes_sent, 3 * 16 * 1024 * n);
-        assert_eq!(s.bytes_received, 3 * 16 * 1024 * n);
-        assert_clean_reactor(&reactor);
-        format!(
-            "multiconn_client, 2 x {CONNECTIONS} connections, {} bytes each way",
-            44 * n + 3 * 16 * 1024 * n
-        )
+        let (out, _) =
+            multiconn_client::<S>(port, CONNECTIONS, &["--messages", "3", "--size", "16384"]);
+        let out = out.success();
+        assert_eq!(
+            totals(&out),
+            format!(
+                "{n} connections: {n} completed, 0 failed; sent {0} bytes, received {0} bytes",
+                3 * 16 * 1024 * n
+            )
+        );
     });
-    assert_clean(stats, 2 * n);
+    eprintln!(
+        "multiconn_client, 2 x {CONNECTIONS} connections, {} bytes each way",
+        44 * n + 3 * 16 * 1024 * n
+    );
+    let out = server.stop();
+    assert_clean(&Counters::reactor(&out), 2 * n);
+    fds.assert_back();
 }
 
-fn multiconn_client_errors<S: Selector + 'static>() {
+/// What the client sends: the guide's `Message <i> from client.`, cut or padded to `--size`.
+fn multiconn_client_sends_the_guides_messages<S: Selector>() {
     let fds = Fds::baseline::<S>();
-    let mut reactor = Reactor::<S>::new().unwrap();
-    let messages = multiconn_client::messages(2, None);
+    for (options, want) in [
+        (
+            &[][..],
+            vec![b"Message 1 from client.Message 2 from client.".to_vec()],
+        ),
+        (
+            &["--messages", "1", "--size", "5"][..],
+            vec![b"Messa".to_vec()],
+        ),
+        (
+            &["--messages", "3", "--size", "16384"][..],
+            (1..=3)
+                .map(|i| format!("Message {i} from client.").into_bytes())
+                .collect(),
+        ),
+    ] {
+        // Each connection's messages, in one stream: `want` holds each message's start,
+        // `--size` its length.
+        let size: usize = match options {
+            [.., "--size", size] => size.parse().unwrap(),
+            _ => want[0].len(),
+        };
+        let total = size * want.len();
+        let (addr, peer) = fake_tcp_peers(2, move |_, mut s| {
+            let mut got = vec![0u8; total];
+            s.read_exact(&mut got).unwrap();
+            s.write_all(&got).unwrap();
+            drain_until_closed(&mut s);
+            let messages: Vec<Vec<u8>> = got.chunks(size).map(<[u8]>::to_vec).collect();
+            assert_eq!(messages.len(), want.len());
+            for (got, want) in messages.iter().zip(&want) {
+                assert!(got.starts_with(want), "{:?}", String::from_utf8_lossy(got));
+            }
+        });
+        let (out, _) = multiconn_client::<S>(addr.port(), 2, options);
+        let out = out.success();
+        assert_eq!(
+            totals(&out),
+            format!(
+                "2 connections: 2 completed, 0 failed; sent {0} bytes, received {0} bytes",
+                2 * total
+            )
+        );
+        join_thread(peer);
+    }
+    fds.assert_back();
+}
+
+fn multiconn_client_errors<S: Selector>() {
+    let fds = Fds::baseline::<S>();
 
     // Refused: every connection fails, the run still ends.
-    let s = multiconn_client::run_client(&mut reactor, closed_port(), 5, &messages, CLIENT_TIMEOUT)
-        .unwrap();
+    let (out, _) = multiconn_client::<S>(closed_port().port(), 5, &[]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert_eq!(
-        (s.completed, s.failed, s.bytes_received),
-        (0, 5, 0),
-        "{s:?}"
+        totals(&out),
+        "5 connections: 0 completed, 5 failed; sent 0 bytes, received 0 bytes"
     );
-    assert_clean_reactor(&reactor);
+    let failed: usize = refused::<S>()
+        .iter()
+        .map(|m| failed_connections(&out, m))
+        .sum();
+    assert_eq!(failed, 5, "{out:?}");
 
     // Half of the connections get a wrong echo: those fail, the others complete.
     let (addr, peer) = fake_tcp_peers(10, |i, mut s| {
@@ -763,97 +916,129 @@ fn multiconn_client_errors<S: Selector + 'static>() {
         }
         drain_until_closed(s);
     });
-    let s =
-        multiconn_client::run_client(&mut reactor, addr, 10, &messages, CLIENT_TIMEOUT).unwrap();
+    let (out, _) = multiconn_client::<S>(addr.port(), 10, &[]);
     join_thread(peer);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert_eq!(
-        s,
-        multiconn_client::Summary {
-            connections: 10,
-            completed: 5,
-            failed: 5,
-            bytes_sent: 440,
-            bytes_received: 220,
-        }
+        totals(&out),
+        "10 connections: 5 completed, 5 failed; sent 440 bytes, received 220 bytes"
     );
-    assert_clean_reactor(&reactor);
+    let wrong = "the echo differs from what was sent after byte 0";
+    assert_eq!(failed_connections(&out, wrong), 5, "{out:?}");
 
     // A listener that never accepts: every connection times out, bounded.
     let silent = loopback();
-    let s = against_silent_server(|timeout| {
-        let addr = silent.local_addr().unwrap();
-        multiconn_client::run_client(&mut reactor, addr, 3, &messages, timeout).unwrap()
-    });
-    assert_eq!((s.completed, s.failed), (0, 3), "{s:?}");
-    assert_clean_reactor(&reactor);
-    drop((reactor, silent));
+    let port = silent.local_addr().unwrap().port().to_string();
+    let out = against_silent_server(
+        "multiconn_client",
+        &[
+            "--backend",
+            common::backend_name::<S>(),
+            "127.0.0.1",
+            &port,
+            "3",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        totals(&out).starts_with("3 connections: 0 completed, 3 failed;"),
+        "{out:?}"
+    );
+    let timed_out = "closed before the echo was complete";
+    assert_eq!(failed_connections(&out, timed_out), 3, "{out:?}");
+    drop(silent);
     fds.assert_back();
 }
 
 /// As [`echo_client_accepts_close_after_complete_echo`], for a multiconn connection.
 #[cfg(target_os = "linux")]
-fn multiconn_client_accepts_close_after_complete_echo<S: Selector + 'static>() {
+fn multiconn_client_accepts_close_after_complete_echo<S: Selector>() {
     let fds = Fds::baseline::<S>();
-    let mut reactor = Reactor::<S>::new().unwrap();
-    let messages = multiconn_client::messages(2, None);
     let (addr, peer) = echo_then_close(3, 44);
-    let s = multiconn_client::run_client(&mut reactor, addr, 3, &messages, CLIENT_TIMEOUT).unwrap();
-    assert_clean_reactor(&reactor);
-    drop(reactor);
+    let (out, _) = multiconn_client::<S>(addr.port(), 3, &[]);
+    let out = out.success();
+    assert_eq!(
+        totals(&out),
+        "3 connections: 3 completed, 0 failed; sent 132 bytes, received 132 bytes",
+        "a complete echo, then the server's close"
+    );
     join_thread(peer);
     fds.assert_back();
-    assert_eq!(
-        (s.completed, s.failed, s.bytes_received),
-        (3, 0, 3 * 44),
-        "a complete echo, then the server's close: {s:?}"
-    );
 }
 
-fn unix_echo_client_against_unix_echo_server<S: Selector + 'static>() {
+/// `unix_echo_client` on backend `S` with `options`, to the socket at `path`, sending
+/// `message` (if any).
+fn unix_echo_client<S: Selector>(
+    options: &[&str],
+    path: &std::path::Path,
+    message: Option<&str>,
+) -> common::Finished {
+    let mut all = vec!["--backend", common::backend_name::<S>()];
+    all.extend_from_slice(options);
+    all.push(path.to_str().unwrap());
+    all.extend(message);
+    run_client("unix_echo_client", &all).0
+}
+
+fn unix_echo_client_against_unix_echo_server<S: Selector>() {
     let fds = Fds::baseline::<S>();
-    let dir = TempDir::new(common::backend_name::<S>());
+    let backend = common::backend_name::<S>();
+    let dir = TempDir::new(backend);
     let path = dir.join("echo.sock");
-    let mut socket = unix_echo_server::SocketFile::bind(&path).unwrap();
-    // A server answers there: a second bind refuses and leaves the file.
-    let e = unix_echo_server::SocketFile::bind(&path).unwrap_err();
-    assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{e}");
-    let listener = socket.take_listener().unwrap();
-    let server =
-        reactor_server::<S, _>(move |reactor| unix_echo_server::serve(reactor, listener).map(drop));
-    let mut reactor = Reactor::<S>::new().unwrap();
-    let message = unix_echo_client::DEFAULT_MESSAGE.as_bytes().to_vec();
-    let s =
-        unix_echo_client::run_client(&mut reactor, &path, message.clone(), CLIENT_TIMEOUT).unwrap();
-    assert_eq!(s.reply, message);
-    let big = payload(11 << 20, 5 << 20);
-    let s = unix_echo_client::run_client(&mut reactor, &path, big.clone(), CLIENT_TIMEOUT).unwrap();
-    assert_eq!(s.received, 5 << 20);
-    assert_same("5 MiB over a Unix socket", &s.reply, &big);
-    assert_clean_reactor(&reactor);
-    drop(reactor);
-    // Three connections: the AddrInUse check's probe (bind connects to see whether a server
-    // answers; the listener queued it) and the two clients.
-    assert_clean(server.stop(), 3);
-    drop(socket);
+    let at = path.to_str().unwrap();
+    let server = Server::start("unix_echo_server", &["--backend", backend, at], backend);
+    // A server answers there: a second one refuses and leaves the file.
+    let (out, _) = run_client("unix_echo_server", &["--backend", backend, at]);
+    assert_fails(
+        &out,
+        &format!("{at} is in use by a running server"),
+        "a second server",
+    );
+    assert!(path.exists());
+
+    let out = unix_echo_client::<S>(&[], &path, None).success();
+    assert_eq!(
+        out.stdout,
+        [
+            format!("connecting to {at} ({backend} backend)"),
+            "received b'This is the message.  It will be repeated.'".to_string(),
+            "closing socket".to_string(),
+        ]
+    );
+    let out = unix_echo_client::<S>(&["--size", &(5 << 20).to_string()], &path, None).success();
+    assert!(
+        out.stdout[1].starts_with(&format!("received {} bytes, the echo matches", 5 << 20)),
+        "{out:?}"
+    );
+    let out = server.stop();
+    // Three connections: the second server's probe (its bind connects to see whether a
+    // server answers) and the two clients.
+    assert_clean(&Counters::reactor(&out), 3);
     assert!(!path.exists());
 
     // Not a socket: refused, and the file is left alone.
     std::fs::write(&path, b"not a socket").unwrap();
-    let e = unix_echo_server::SocketFile::bind(&path).unwrap_err();
-    assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{e}");
+    let (out, _) = run_client("unix_echo_server", &["--backend", backend, at]);
+    assert_fails(
+        &out,
+        &format!("{at} exists and is not a socket"),
+        "a file that is not a socket",
+    );
     assert_eq!(std::fs::read(&path).unwrap(), b"not a socket");
     fds.assert_back();
 }
 
-fn unix_echo_client_errors<S: Selector + 'static>() {
+fn unix_echo_client_errors<S: Selector>() {
     let fds = Fds::baseline::<S>();
     let dir = TempDir::new(common::backend_name::<S>());
-    let mut reactor = Reactor::<S>::new().unwrap();
-    let hello = || b"hello".to_vec();
 
     let missing = dir.join("nobody.sock");
-    let r = unix_echo_client::run_client(&mut reactor, &missing, hello(), CLIENT_TIMEOUT);
-    assert_error(r, io::ErrorKind::NotFound, "no socket file");
+    let out = unix_echo_client::<S>(&[], &missing, Some("hello"));
+    assert_fails(
+        &out,
+        &io::Error::from_raw_os_error(libc::ENOENT).to_string(),
+        "no socket file",
+    );
 
     // An early close.
     let path = dir.join("early.sock");
@@ -865,43 +1050,94 @@ fn unix_echo_client_errors<S: Selector + 'static>() {
         s.read_exact(&mut req).unwrap();
         s.write_all(b"he").unwrap();
     });
-    let r = unix_echo_client::run_client(&mut reactor, &path, hello(), CLIENT_TIMEOUT);
-    assert_error(r, io::ErrorKind::UnexpectedEof, "an early close");
+    let out = unix_echo_client::<S>(&[], &path, Some("hello"));
+    assert_fails(
+        &out,
+        "the server closed the connection after echoing 2 of 5 bytes",
+        "an early close",
+    );
     join_thread(peer);
 
-    // A listener that never accepts: TimedOut, bounded.
+    // A listener that never accepts: a timeout, bounded.
     let path = dir.join("silent.sock");
     let silent = UnixListener::bind(&path).unwrap();
-    let r = against_silent_server(|timeout| {
-        unix_echo_client::run_client(&mut reactor, &path, hello(), timeout)
-    });
-    assert_error(r, io::ErrorKind::TimedOut, "a silent server");
-    assert_clean_reactor(&reactor);
-    drop((reactor, silent));
+    let out = against_silent_server(
+        "unix_echo_client",
+        &[
+            "--backend",
+            common::backend_name::<S>(),
+            path.to_str().unwrap(),
+            "hello",
+        ],
+    );
+    assert_fails(&out, "no complete echo within 300ms", "a silent server");
+    drop(silent);
     fds.assert_back();
 }
 
-fn embed_stops_by_itself<S: Selector + 'static>() {
+/// What `embed` did, from its last line: `<n> round trips in <secs> s (<rate>/s), <ticks>
+/// ticks of other work, <rounds> reactor rounds`.
+#[derive(Debug)]
+struct EmbedReport {
+    round_trips: u64,
+    elapsed: Duration,
+    ticks: u64,
+    rounds_run: u64,
+}
+
+fn embed<S: Selector>(rounds: u64, seconds: &str, tick: &str) -> EmbedReport {
+    let rounds = rounds.to_string();
+    let (out, _) = run_client(
+        "embed",
+        &[
+            "--backend",
+            common::backend_name::<S>(),
+            "--rounds",
+            &rounds,
+            "--seconds",
+            seconds,
+            "--tick",
+            tick,
+        ],
+    );
+    let out = out.success();
+    let line = out.stdout.last().expect("a report");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let number = |i: usize| -> u64 {
+        words
+            .get(i)
+            .and_then(|w| w.parse().ok())
+            .unwrap_or_else(|| panic!("word {i} of {line:?} is not a number"))
+    };
+    let shape = [
+        (1, "round"),
+        (2, "trips"),
+        (3, "in"),
+        (5, "s"),
+        (8, "ticks"),
+        (13, "reactor"),
+    ];
+    for (i, word) in shape {
+        assert_eq!(words.get(i), Some(&word), "{line:?}");
+    }
+    let secs: f64 = words[4].parse().unwrap();
+    EmbedReport {
+        round_trips: number(0),
+        elapsed: Duration::from_secs_f64(secs),
+        ticks: number(7),
+        rounds_run: number(12),
+    }
+}
+
+fn embed_stops_by_itself<S: Selector>() {
     let fds = Fds::baseline::<S>();
     // After its round trips.
-    let r = embed::run_embedded(
-        Reactor::<S>::new().unwrap(),
-        300,
-        Duration::from_secs(20),
-        Duration::from_millis(5),
-    )
-    .unwrap();
+    let r = embed::<S>(300, "20", "0.005");
     assert_eq!(r.round_trips, 300, "{r:?}");
     assert!(r.elapsed < Duration::from_secs(20), "{r:?}");
     assert!(r.rounds_run >= 300, "{r:?}");
     // After its time.
-    let r = embed::run_embedded(
-        Reactor::<S>::new().unwrap(),
-        u64::MAX,
-        Duration::from_millis(300),
-        Duration::from_millis(50),
-    )
-    .unwrap();
+    let r = embed::<S>(u64::MAX, "0.3", "0.05");
     assert!(r.round_trips > 0, "{r:?}");
     assert!(
         r.elapsed >= Duration::from_millis(300) && r.elapsed < Duration::from_secs(2),
@@ -909,13 +1145,7 @@ fn embed_stops_by_itself<S: Selector + 'static>() {
     );
     assert!((3..=6).contains(&r.ticks), "{r:?}");
     // Nothing to do.
-    let r = embed::run_embedded(
-        Reactor::<S>::new().unwrap(),
-        0,
-        Duration::from_secs(20),
-        Duration::from_millis(5),
-    )
-    .unwrap();
+    let r = embed::<S>(0, "20", "0.005");
     assert_eq!(r.round_trips, 0, "{r:?}");
     assert!(r.elapsed < Duration::from_secs(1), "{r:?}");
     fds.assert_back();
@@ -935,6 +1165,7 @@ common::per_backend!(
     #[cfg(target_os = "linux")]
     echo_client_accepts_close_after_complete_echo,
     multiconn_client_against_multiconn_server,
+    multiconn_client_sends_the_guides_messages,
     multiconn_client_errors,
     #[cfg(target_os = "linux")]
     multiconn_client_accepts_close_after_complete_echo,

@@ -10,9 +10,9 @@
 //! ECONNRESET) is deregistered, then closed, and the others go on. When the client stops
 //! sending, what is left of its echo is still written before the connection closes.
 //!
-//! It stops when its [`Waker`] is told to ([`Waker::stop`], from any thread; how tests stop
-//! it) or, from `main`, on SIGINT or SIGTERM (a [`SignalSource`] registered like any other
-//! fd).
+//! It stops when its [`Waker`] is told to ([`Waker::stop`], from any thread) or, from `main`,
+//! on SIGINT or SIGTERM (a [`SignalSource`] registered like any other fd); then it prints
+//! what it counted ([`Stats`]) on stderr.
 #![allow(dead_code)]
 
 #[path = "../common/mod.rs"]
@@ -72,14 +72,6 @@ pub fn run<S: Selector>(host: &str, port: u16) -> io::Result<Stats> {
     eprintln!("server stats: {stats:?}");
     println!("shutting down");
     Ok(stats)
-}
-
-/// Serves `listener` until the [`Waker`] given to `started` is told to stop (a test keeps it,
-/// or hands it to another thread), and returns what was done.
-pub fn serve<S: Selector>(listener: TcpListener, started: impl FnOnce(Waker)) -> io::Result<Stats> {
-    let server = Server::<S>::new(listener)?;
-    started(server.waker());
-    server.run()
 }
 
 /// What a server did, counted when it stops.
