@@ -19,7 +19,7 @@ use clap::Parser;
 use rawloop::{Context, Event, Handler, Interest, Reactor, Selector, TimerId};
 
 /// The seed's message.
-pub const DEFAULT_MESSAGE: &str = "This is the message.  It will be repeated.";
+const DEFAULT_MESSAGE: &str = "This is the message.  It will be repeated.";
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -39,7 +39,7 @@ type Outcome = Rc<RefCell<Option<io::Result<Vec<u8>>>>>;
 /// Sends `message` to `server` in one datagram from a new socket and runs `reactor` until
 /// the reply arrives (returned, after checking it matches: `InvalidData` otherwise) or
 /// `timeout` has passed since the datagram was sent (`TimedOut`).
-pub fn run_client<S: Selector>(
+fn run_client<S: Selector>(
     reactor: &mut Reactor<S>,
     server: SocketAddr,
     message: &[u8],

@@ -28,7 +28,7 @@ struct Args {
 }
 
 /// At most this many replies wait for the socket; more drop the oldest.
-pub const QUEUE_LIMIT: usize = 1024;
+const QUEUE_LIMIT: usize = 1024;
 
 /// The largest UDP payload (over IPv4; IPv6 jumbograms aside).
 const MAX_DATAGRAM: usize = 65_535;
@@ -37,22 +37,13 @@ const MAX_DATAGRAM: usize = 65_535;
 const READS_PER_EVENT: usize = 64;
 
 /// Registers `socket` to echo every datagram, with a reply queue of [`QUEUE_LIMIT`].
-pub fn serve<S: Selector>(reactor: &mut Reactor<S>, socket: UdpSocket) -> io::Result<Token> {
-    serve_with_queue(reactor, socket, QUEUE_LIMIT)
-}
-
-/// [`serve`] with a reply queue of `limit` datagrams (at least 1).
-pub fn serve_with_queue<S: Selector>(
-    reactor: &mut Reactor<S>,
-    socket: UdpSocket,
-    limit: usize,
-) -> io::Result<Token> {
-    reactor.register(socket, Interest::READABLE, UdpEcho::new(limit))
+fn serve<S: Selector>(reactor: &mut Reactor<S>, socket: UdpSocket) -> io::Result<Token> {
+    reactor.register(socket, Interest::READABLE, UdpEcho::new(QUEUE_LIMIT))
 }
 
 /// The echo state: replies that wait for the socket, oldest first.
 #[derive(Debug)]
-pub struct UdpEcho {
+struct UdpEcho {
     queue: VecDeque<(Vec<u8>, SocketAddr)>,
     limit: usize,
     buf: Vec<u8>,
@@ -61,7 +52,7 @@ pub struct UdpEcho {
 
 impl UdpEcho {
     /// An echo with a reply queue of `limit` datagrams (at least 1).
-    pub fn new(limit: usize) -> UdpEcho {
+    fn new(limit: usize) -> UdpEcho {
         UdpEcho {
             queue: VecDeque::new(),
             limit: limit.max(1),

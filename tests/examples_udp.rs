@@ -1,33 +1,26 @@
-//! The UDP examples driven in-process, through their own public functions, on every backend
-//! compiled here (select, poll, epoll; kqueue under `cfg(rawloop_kqueue)`): `udp_echo_server`
-//! answers 200 concurrent clients with datagrams from 1 byte to 60 KiB, every byte checked,
-//! and `udp_echo_client` works against it and reports the specific error for a wrong reply
-//! and a timeout. No fd leaks: every test starts from a baseline count of the process's fds
-//! and ends on it (see `tests/examples.rs`).
-
-// Each example declares its own `mod common;` (examples/common/mod.rs), so that file is a
-// module of every example included here.
-#![allow(clippy::duplicate_mod)]
+//! The UDP examples run as programs, on every backend compiled here (select, poll, epoll;
+//! kqueue under `cfg(rawloop_kqueue)`): `udp_echo_server`, started on port 0, answers 200
+//! concurrent clients with datagrams from 1 byte to 60 KiB, every byte checked, and stops on
+//! SIGTERM with status 0 and its counters on stderr (one registration, no handler error);
+//! `udp_echo_client` works against it, ignores datagrams from other addresses, and exits 1
+//! with `udp_echo_client: <message>` for a wrong reply and a timeout. The server's fds (on
+//! Linux) are as many after the load as before it, and the test process ends every test with
+//! the fds it began with (see `tests/examples.rs`).
 
 mod common;
-
-#[allow(dead_code)]
-#[path = "../examples/udp_echo_client.rs"]
-mod udp_echo_client;
-#[allow(dead_code)]
-#[path = "../examples/udp_echo_server.rs"]
-mod udp_echo_server;
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::thread;
 use std::time::Duration;
 
-use common::clients::{against_silent_server, assert_clean_reactor, assert_error, CLIENT_TIMEOUT};
-use common::echo::{assert_same, payload};
+use common::echo::payload;
 use common::fds::Fds;
-use common::servers::{join_thread, reactor_server, serve_clients, CONNECTIONS};
-use rawloop::{Reactor, Selector};
+use common::programs::{
+    assert_fails, printable, run_client, serve_clients, shown, Counters, Server,
+};
+use common::servers::{join_thread, CONNECTIONS};
+use rawloop::Selector;
 
 /// UDP datagram sizes, 1 byte to 60 KiB.
 const UDP_SIZES: [usize; 6] = [1, 100, 1472, 8 * 1024, 32 * 1024, 60 * 1024];
@@ -109,72 +102,109 @@ fn udp_concurrent_echo(server: SocketAddr, seed: u64) -> (usize, usize, usize) {
     (CONNECTIONS * DATAGRAMS_PER_CLIENT, bytes, resends)
 }
 
-fn udp_echo_server_200_clients<S: Selector + 'static>() {
-    let fds = Fds::baseline::<S>();
-    let start = || {
-        let socket = common::loopback_udp();
-        let addr = socket.local_addr().unwrap();
-        let server = reactor_server::<S, _>(move |reactor| {
-            udp_echo_server::serve(reactor, socket).map(drop)
-        });
-        (addr, server)
-    };
-    let (_, stats) = serve_clients::<S, _, _>(&fds, start, |&addr| {
-        let (datagrams, bytes, resends) = udp_concurrent_echo(addr, 5 << 20);
-        format!(
-            "udp_echo_server: {CONNECTIONS} concurrent UDP clients, {datagrams} datagrams ({bytes} bytes) echoed, {resends} resent"
-        )
-    });
-    assert_eq!(stats.registered, 1, "{stats:?}");
-    assert_eq!(stats.handler_errors, 0, "{stats:?}");
+/// `udp_echo_server` on backend `S`, on a free loopback port.
+fn udp_echo_server<S: Selector>() -> Server {
+    let backend = common::backend_name::<S>();
+    Server::start(
+        "udp_echo_server",
+        &["--backend", backend, "127.0.0.1", "0"],
+        backend,
+    )
 }
 
-fn udp_echo_client_against_udp_echo_server<S: Selector + 'static>() {
+/// The counters of the UDP server when it stops: its one socket, closed at the shutdown, and
+/// no handler error.
+fn assert_clean(out: &common::Finished) {
+    let stats = Counters::reactor(out);
+    assert_eq!(stats.get("registered"), 1, "{stats}");
+    assert_eq!(stats.get("closed"), 1, "{stats}");
+    assert_eq!(stats.get("handler_errors"), 0, "{stats}");
+}
+
+/// `udp_echo_client` on backend `S` with `options`, to 127.0.0.1:`port`, sending `message`
+/// (if any).
+fn udp_echo_client<S: Selector>(
+    options: &[&str],
+    port: u16,
+    message: Option<&str>,
+) -> (common::Finished, Duration) {
+    let port = port.to_string();
+    let mut all = vec!["--backend", common::backend_name::<S>()];
+    all.extend_from_slice(options);
+    all.extend_from_slice(&["127.0.0.1", &port]);
+    all.extend(message);
+    run_client("udp_echo_client", &all)
+}
+
+fn udp_echo_server_200_clients<S: Selector>() {
     let fds = Fds::baseline::<S>();
-    let socket = common::loopback_udp();
-    let addr = socket.local_addr().unwrap();
-    let server =
-        reactor_server::<S, _>(move |reactor| udp_echo_server::serve(reactor, socket).map(drop));
-    let mut reactor = Reactor::<S>::new().unwrap();
-    // One datagram at a time to an idle server: a loopback drop here is not expected (the
-    // client does not retry; its timeout would fail the test).
-    let message = udp_echo_client::DEFAULT_MESSAGE.as_bytes();
-    let reply = udp_echo_client::run_client(&mut reactor, addr, message, CLIENT_TIMEOUT).unwrap();
-    assert_eq!(reply, message);
-    for size in [1, 60 * 1024] {
-        let data = payload(10 << 20 | size as u64, size);
-        let reply = udp_echo_client::run_client(&mut reactor, addr, &data, CLIENT_TIMEOUT).unwrap();
-        assert_same(&format!("a {size}-byte datagram"), &reply, &data);
-    }
-    assert_clean_reactor(&reactor);
-    drop(reactor);
-    let stats = server.stop();
-    assert_eq!(stats.handler_errors, 0, "{stats:?}");
+    let server = udp_echo_server::<S>();
+    let addr = SocketAddr::from(([127, 0, 0, 1], server.port));
+    let (datagrams, bytes, resends) = serve_clients(&server, || udp_concurrent_echo(addr, 5 << 20));
+    eprintln!(
+        "udp_echo_server: {CONNECTIONS} concurrent UDP clients, {datagrams} datagrams ({bytes} bytes) echoed, {resends} resent"
+    );
+    assert_clean(&server.stop());
     fds.assert_back();
 }
 
-fn udp_echo_client_errors<S: Selector + 'static>() {
+fn udp_echo_client_against_udp_echo_server<S: Selector>() {
     let fds = Fds::baseline::<S>();
-    let mut reactor = Reactor::<S>::new().unwrap();
+    let backend = common::backend_name::<S>();
+    let server = udp_echo_server::<S>();
+    let port = server.port;
+    // One datagram at a time to an idle server: a loopback drop here is not expected (the
+    // client does not retry; its timeout would fail the test).
+    let (out, _) = udp_echo_client::<S>(&[], port, None);
+    let message = b"This is the message.  It will be repeated.";
+    assert_eq!(
+        out.success().stdout,
+        [
+            format!(
+                "sending {} to 127.0.0.1 port {port} ({backend} backend)",
+                shown(message)
+            ),
+            format!("received {}", shown(message)),
+            "closing socket".to_string(),
+        ]
+    );
+    // The client checks the reply against what it sent, byte for byte.
+    for size in [1, 60 * 1024] {
+        let data = printable(10 << 20 | size as u64, size);
+        let (out, _) = udp_echo_client::<S>(&[], port, Some(&data));
+        let out = out.success();
+        assert_eq!(
+            out.stdout[1],
+            format!("received {}", shown(data.as_bytes())),
+            "a {size}-byte datagram"
+        );
+    }
+    assert_clean(&server.stop());
+    fds.assert_back();
+}
 
-    // Nobody answers: TimedOut after the timeout, not much later.
+fn udp_echo_client_errors<S: Selector>() {
+    let fds = Fds::baseline::<S>();
+
+    // Nobody answers: a timeout, not much later (the program's start and exit included).
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let r = against_silent_server(|timeout| {
-        udp_echo_client::run_client(
-            &mut reactor,
-            silent.local_addr().unwrap(),
-            b"anyone?",
-            timeout,
-        )
-    });
-    assert_error(r, io::ErrorKind::TimedOut, "a silent server");
-    assert_clean_reactor(&reactor);
+    let port = silent.local_addr().unwrap().port();
+    let (out, took) = udp_echo_client::<S>(&["--timeout", "0.3"], port, Some("anyone?"));
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(2),
+        "{took:?}: {out:?}"
+    );
+    assert_fails(
+        &out,
+        &format!("no reply from 127.0.0.1:{port} within 300ms"),
+        "a silent server",
+    );
 
-    // A wrong reply: InvalidData. A datagram from another address first: ignored.
+    // A wrong reply: an error. A datagram from another address first: ignored.
     let fake = UdpSocket::bind("127.0.0.1:0").unwrap();
     fake.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let fake_addr = fake.local_addr().unwrap();
+    let port = fake.local_addr().unwrap().port();
     let peer = thread::spawn(move || {
         let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
         let mut buf = [0u8; 64];
@@ -184,13 +214,20 @@ fn udp_echo_client_errors<S: Selector + 'static>() {
         stranger.send_to(b"not from the server", client).unwrap();
         fake.send_to(&buf[..n], client).unwrap();
     });
-    let r = udp_echo_client::run_client(&mut reactor, fake_addr, b"hello", CLIENT_TIMEOUT);
-    assert_error(r, io::ErrorKind::InvalidData, "a wrong reply");
-    let r = udp_echo_client::run_client(&mut reactor, fake_addr, b"hello", CLIENT_TIMEOUT);
-    assert_eq!(r.expect("a stranger's datagram is ignored"), b"hello");
+    let (out, _) = udp_echo_client::<S>(&[], port, Some("hello"));
+    assert_fails(
+        &out,
+        "the reply b'hell' differs from the message",
+        "a wrong reply",
+    );
+    let (out, _) = udp_echo_client::<S>(&[], port, Some("hello"));
+    assert_eq!(
+        out.success().stdout[1],
+        "received b'hello'",
+        "a stranger's datagram is ignored"
+    );
     join_thread(peer);
-    assert_clean_reactor(&reactor);
-    drop((reactor, silent));
+    drop(silent);
     fds.assert_back();
 }
 
