@@ -886,7 +886,8 @@ fn idle_echo(plan: &Plan, shared: &Shared) {
 /// Connections to app_server that never complete a request: some idle, some sending a search
 /// request one byte every 2 s. The server must close each at its request timeout: one still
 /// open 5 s after it is a failure, one that gets an answer is a failure. Each closed one is
-/// replaced.
+/// replaced at once. The first ones open spread over one request timeout, so that they do not
+/// all time out (and leave the server's fd count) in the same instant ever after.
 fn idle_app(plan: &Plan, shared: &Shared) {
     const DRIP: Duration = Duration::from_secs(2);
     let late = plan.app_request_timeout + Duration::from_secs(5);
@@ -901,11 +902,29 @@ fn idle_app(plan: &Plan, shared: &Shared) {
     }
     let total = plan.idle_app + plan.partial_app;
     let mut conns: Vec<Option<Conn>> = (0..total).map(|_| None).collect();
+    let start = Instant::now();
+    // Idle ones at 0, 1/n, 2/n, ... of the timeout; partial ones likewise, half a step later.
+    let first_open: Vec<Instant> = (0..total)
+        .map(|i| {
+            let (k, n, half) = if i < plan.idle_app {
+                (i, plan.idle_app, 0.0)
+            } else {
+                (i - plan.idle_app, plan.partial_app, 0.5)
+            };
+            start
+                + plan
+                    .app_request_timeout
+                    .mul_f64((k as f64 + half) / n as f64)
+        })
+        .collect();
     while shared.sleep_until(Instant::now() + Duration::from_millis(100)) {
         let mut open = 0;
         for (i, slot) in conns.iter_mut().enumerate() {
             let partial = i >= plan.idle_app;
             let Some(c) = slot else {
+                if Instant::now() < first_open[i] {
+                    continue;
+                }
                 match connect_nonblocking(plan.app_addr) {
                     Ok(s) => {
                         *slot = Some(Conn {
