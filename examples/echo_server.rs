@@ -9,7 +9,7 @@
 //! `cargo run --example echo_server -- [--backend select|poll|epoll|kqueue] [--grace-ms MS]
 //! [--idle-timeout-ms MS] [--max-connections N] [--threads N] [--processes N] <host> <port>`
 
-pub mod common;
+mod common;
 
 use std::io;
 use std::net::TcpListener;
@@ -39,13 +39,9 @@ struct Args {
     port: u16,
 }
 
-/// Registers `listener` so that every connection it accepts is echoed.
-pub fn serve<S: Selector>(reactor: &mut Reactor<S>, listener: TcpListener) -> io::Result<()> {
-    serve_with(reactor, listener, Limits::default())
-}
-
-/// [`serve`] within `limits` (an idle timeout, a cap on open connections).
-pub fn serve_with<S: Selector>(
+/// Registers `listener` so that every connection it accepts is echoed, within `limits` (an
+/// idle timeout, a cap on open connections).
+fn serve<S: Selector>(
     reactor: &mut Reactor<S>,
     listener: TcpListener,
     limits: Limits,
@@ -83,7 +79,7 @@ fn run(args: Args) -> io::Result<()> {
     let listener = common::listen(&args.host, args.port)?;
     let port = listener.local_addr()?.port();
     let mut reactor = Reactor::with_backend(args.backend.backend)?;
-    serve_with(&mut reactor, listener, args.limits.limits())?;
+    serve(&mut reactor, listener, args.limits.limits())?;
     reactor.shutdown_on_signals(args.grace.grace())?;
     println!(
         "starting up on {} port {port} ({} backend)",

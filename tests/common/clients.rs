@@ -1,12 +1,8 @@
-//! Checks of what the example clients return.
+//! Checks of what clients return.
 
 use std::io;
-use std::time::{Duration, Instant};
 
-use rawloop::{Reactor, Selector};
-
-/// How long a reactor client waits for a complete echo before it reports `TimedOut`.
-pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+use rawloop::Selector;
 
 /// `result` is the error `kind`; `what` names the case.
 pub fn assert_error<T: std::fmt::Debug>(result: io::Result<T>, kind: io::ErrorKind, what: &str) {
@@ -25,22 +21,4 @@ pub fn assert_refused<S: Selector, T: std::fmt::Debug>(result: io::Result<T>, wh
         Err(e) if libkqueue && e.kind() == io::ErrorKind::NotConnected => {}
         other => assert_error(other, io::ErrorKind::ConnectionRefused, what),
     }
-}
-
-/// The client's reactor has nothing left: no registration, no timer.
-pub fn assert_clean_reactor<S: Selector>(reactor: &Reactor<S>) {
-    assert!(reactor.is_empty(), "{reactor:?}");
-    assert_eq!(reactor.timer_count(), 0, "{reactor:?}");
-}
-
-/// Runs `client` with a timeout of 300 ms against a server that never answers, checks that
-/// it returns after the timeout and not much later (within 2 s), and returns what it
-/// returned.
-pub fn against_silent_server<T>(client: impl FnOnce(Duration) -> T) -> T {
-    let timeout = Duration::from_millis(300);
-    let started = Instant::now();
-    let result = client(timeout);
-    let took = started.elapsed();
-    assert!(took >= timeout && took < Duration::from_secs(2), "{took:?}");
-    result
 }

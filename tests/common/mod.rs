@@ -145,13 +145,6 @@ pub fn loopback_listener() -> std::net::TcpListener {
         .expect("listening on a loopback port")
 }
 
-/// A non-blocking UDP socket on a free loopback port, ready to register.
-pub fn loopback_udp() -> std::net::UdpSocket {
-    let addr = rawloop::net::resolve("127.0.0.1", 0).unwrap();
-    rawloop::net::bind_udp(addr, &rawloop::net::UdpOptions::default())
-        .expect("binding a loopback UDP port")
-}
-
 /// A connected pair of Unix streams: the first non-blocking, to register; the second
 /// blocking, for the test to drive.
 pub fn stream_pair() -> (
@@ -194,11 +187,45 @@ pub fn example_bin(name: &str) -> std::path::PathBuf {
 }
 
 /// A loopback port that was free a moment ago, for a program that binds it itself.
+///
+/// It is taken below the ephemeral range (on Linux, `ip_local_port_range`): a port the
+/// kernel hands out to clients can be taken by a client's connect between the check and the
+/// program's bind, and the thousands of client connections the tests make leave ports in
+/// TIME_WAIT that no listener may bind. Each call of this process gets other ports, from a
+/// start that depends on the process, so that tests running at the same time do not race for
+/// the same ones.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
+    free_ports(1)
+}
+
+/// `n` consecutive free loopback ports (see [`free_port`]); returns the first.
+fn free_ports(n: u16) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 10_000;
+    let span = u32::from(ephemeral_start()).saturating_sub(LOW).max(1_000);
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let start = std::process::id().wrapping_mul(97) % span;
+    let _ = NEXT.compare_exchange(u32::MAX, start, Ordering::Relaxed, Ordering::Relaxed);
+    for _ in 0..span {
+        let first = LOW + NEXT.fetch_add(u32::from(n), Ordering::Relaxed) % span;
+        let ports: Vec<u16> = (first..first + u32::from(n)).map(|p| p as u16).collect();
+        let free = ports.iter().all(|&port| {
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+                && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        });
+        if free {
+            return ports[0];
+        }
+    }
+    panic!("no {n} free loopback ports below the ephemeral range");
+}
+
+/// The first port of the kernel's ephemeral range (32768 where it cannot be read).
+fn ephemeral_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768)
 }
 
 /// Sends `signal` to the process `child`.
@@ -272,13 +299,7 @@ pub(crate) use per_backend;
 
 /// Two consecutive loopback ports that were free a moment ago (`p`, `p + 1`).
 pub fn free_port_pair() -> u16 {
-    for _ in 0..100 {
-        let port = free_port();
-        if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no two consecutive free loopback ports");
+    free_ports(2)
 }
 
 /// Whether python3 runs here, found out once per test binary. When it does not, the tests
