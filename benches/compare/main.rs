@@ -10,8 +10,10 @@
 //! The report (Markdown, printed and written to `<out>/results.md`) gives the median of each
 //! figure over the rounds with the median ratio to mio in the same round, the syscalls per
 //! echoed message (rawloop's reactor counters, and `strace -c` as a cross-check), the Message
-//! protocol through `app_server` when it is built, and the targets met or not (or level, where
-//! a ratio is inside the run-to-run spread). `<out>` also gets every run's raw figures
+//! protocol through `app_server` when it is built, the registration-order cells (10 active +
+//! 10,000 idle connections, 64 B, opened idle first and active first, on every rawloop
+//! backend and mio, in each round after the matrix), and the targets met or not (or level,
+//! where a ratio is inside the run-to-run spread). `<out>` also gets every run's raw figures
 //! (`runs.json`) and a plot of CPU time per request against idle connections
 //! (`cpu_vs_idle.svg`).
 //!
@@ -20,6 +22,7 @@
 //! reported as such in its cell while the run goes on.
 
 mod load;
+mod order;
 mod plan;
 mod plot;
 mod report;
@@ -37,7 +40,7 @@ use std::time::Instant;
 
 use clap::Parser;
 
-use plan::{cells, Plan};
+use plan::{order_cells, order_servers, schedule, Plan};
 use rounds::MessageRuns;
 use servers::{allowed_cpus, pin, raise_nofile, Env};
 
@@ -82,6 +85,10 @@ struct Args {
     /// Skip the Message-protocol runs.
     #[arg(long)]
     no_message: bool,
+    /// Skip the registration-order cells (10 active + 10,000 idle, idle first and active
+    /// first).
+    #[arg(long)]
+    no_order: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -177,7 +184,8 @@ fn run(args: &Args) -> Result<(), String> {
         server_cpu,
         loadgen_cpu,
     };
-    let cells = cells(&plan);
+    let schedule = schedule(&plan);
+    let runs_per_round: usize = schedule.iter().map(|(_, servers)| servers.len()).sum();
     eprintln!(
         "compare: {machine}; open-file limit {nofile}; servers on cpu {server_cpu:?}, load on cpu {loadgen_cpu:?}"
     );
@@ -186,16 +194,19 @@ fn run(args: &Args) -> Result<(), String> {
         "compare: CPU pinning is Linux-only (sched_setaffinity): servers and load generator are not pinned here"
     );
     eprintln!(
-        "compare: {} rounds x {} cells x {} servers, {} s warmup + {} s measured each",
+        "compare: {} rounds x ({} cells x {} servers + {} registration-order cells x {} servers), {} s warmup + {} s measured each",
         plan.rounds,
-        cells.len(),
+        plan::cells(&plan).len(),
         plan.servers.len(),
+        order_cells(&plan).len(),
+        order_servers(&plan).len(),
         plan.warmup,
         plan.duration
     );
+    eprintln!("compare: {runs_per_round} echo runs per round");
 
     let started = Instant::now();
-    let (runs, raw) = rounds::echo(&env, &plan, &cells, started);
+    let (runs, raw) = rounds::echo(&env, &plan, &schedule, started);
     let traced = if args.no_strace {
         Vec::new()
     } else {

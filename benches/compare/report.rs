@@ -1,9 +1,11 @@
-//! The Markdown report: the CPU table, every figure, syscalls per message, the Message
-//! protocol runs; and how numbers are written in it.
+//! The Markdown report: the CPU table, every figure, syscalls per message, the
+//! registration-order section, the Message protocol runs, the targets; and how numbers are
+//! written in it.
 
 use std::fmt::Write as _;
 
 use crate::load::{Measured, Stats};
+use crate::order;
 use crate::plan::{cells, Cell, Plan, Server};
 use crate::rounds::MessageRuns;
 use crate::stats::{failures, median, range, summary, syscalls_per_message, Runs};
@@ -20,7 +22,7 @@ pub fn fmt_value(v: f64) -> String {
     }
 }
 
-fn with_ratio(s: Option<(f64, Option<f64>)>) -> String {
+pub fn with_ratio(s: Option<(f64, Option<f64>)>) -> String {
     match s {
         None => "–".into(),
         Some((v, Some(r))) => format!("{} ({:.2}×)", fmt_value(v), r),
@@ -160,11 +162,7 @@ pub fn report(
          |---|---|---:|---:|---:|---:|\n",
     );
     for &size in &plan.sizes {
-        let cell = Cell {
-            size,
-            active: 50,
-            idle: 0,
-        };
+        let cell = Cell::new(size, 50, 0);
         for &s in &plan.servers {
             let Server::Rawloop(_) = s else { continue };
             let per = |f: fn(&Stats) -> f64| {
@@ -230,6 +228,8 @@ pub fn report(
             }
         }
     }
+
+    md.push_str(&order::section(plan, runs));
 
     // Message protocol.
     let _ = writeln!(

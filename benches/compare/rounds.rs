@@ -1,5 +1,5 @@
-//! The runs of the matrix: every round, every cell, the servers in turn; and the Message
-//! protocol through `app_server`.
+//! The runs: every round, every cell, the servers in turn; and the Message protocol through
+//! `app_server`.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use crate::load::{echo_load, run_once, Outcome};
-use crate::plan::{Cell, Plan, Server};
+use crate::plan::{Cell, Order, Plan, Server};
 use crate::servers::Env;
 use crate::stats::Runs;
 
@@ -20,20 +20,30 @@ pub enum MessageRuns {
     Ran(MessageMap),
 }
 
-/// Runs every cell of `cells` with every server, round after round (A B C ... A B C), and
+/// Runs every cell of `schedule` with its servers, round after round (A B C ... A B C), and
 /// returns the outcomes and every run's raw figures (for `runs.json`).
-pub fn echo(env: &Env, plan: &Plan, cells: &[Cell], started: Instant) -> (Runs, Vec<Value>) {
+pub fn echo(
+    env: &Env,
+    plan: &Plan,
+    schedule: &[(Cell, Vec<Server>)],
+    started: Instant,
+) -> (Runs, Vec<Value>) {
     let mut runs: Runs = BTreeMap::new();
     let mut raw = Vec::new();
     for round in 0..plan.rounds {
-        for &cell in cells {
-            for &server in &plan.servers {
+        for (cell, servers) in schedule {
+            let cell = *cell;
+            let order = match cell.order {
+                Order::IdleFirst => "",
+                Order::ActiveFirst => " active first",
+            };
+            for &server in servers {
                 let name = server.name();
                 let outcome =
                     run_once(env, server.command(&env.bin), &name, &echo_load(plan, cell));
                 match &outcome {
                 Ok(m) => eprintln!(
-                    "[{:>5.0} s] round {} {:>5} B {:>3} active {:>5} idle {:<14} {:>8.0} req/s {:>7.2} µs CPU/req (server {:.0}%, loadgen {:.0}%)",
+                    "[{:>5.0} s] round {} {:>5} B {:>3} active {:>5} idle{order} {:<14} {:>8.0} req/s {:>7.2} µs CPU/req (server {:.0}%, loadgen {:.0}%)",
                     started.elapsed().as_secs_f64(),
                     round + 1,
                     cell.size,
@@ -46,7 +56,7 @@ pub fn echo(env: &Env, plan: &Plan, cells: &[Cell], started: Instant) -> (Runs, 
                     m.loadgen_util * 100.0
                 ),
                 Err(e) => eprintln!(
-                    "[{:>5.0} s] round {} {:>5} B {:>3} active {:>5} idle {:<14} FAILED: {e}",
+                    "[{:>5.0} s] round {} {:>5} B {:>3} active {:>5} idle{order} {:<14} FAILED: {e}",
                     started.elapsed().as_secs_f64(),
                     round + 1,
                     cell.size,
@@ -58,6 +68,7 @@ pub fn echo(env: &Env, plan: &Plan, cells: &[Cell], started: Instant) -> (Runs, 
                 raw.push(json!({
                     "round": round + 1, "server": name, "size": cell.size,
                     "active": cell.active, "idle": cell.idle,
+                    "active_first": cell.order == Order::ActiveFirst,
                     "result": match &outcome {
                         Ok(m) => json!({
                             "requests_per_s": m.rps, "cpu_per_request_us": m.cpu_us,

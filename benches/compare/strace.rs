@@ -47,11 +47,7 @@ fn strace_run(env: &Env, plan: &Plan, server: Server) -> Result<Traced, String> 
         }
         sleep(Duration::from_millis(10));
     }
-    let cell = Cell {
-        size: 64,
-        active: 50,
-        idle: 0,
-    };
+    let cell = Cell::new(64, 50, 0);
     let load = echo_load(plan, cell);
     let report = run_loadgen(env, running.port, running.guard.pid(), &load);
     let detached = strace.stop(libc::SIGINT, Duration::from_secs(20));
