@@ -93,10 +93,11 @@ impl Plan {
                 .sizes
                 .clone()
                 .unwrap_or(if quick { vec![64] } else { vec![64, 4096] }),
-            active: args
-                .active
-                .clone()
-                .unwrap_or(if quick { vec![50] } else { vec![1, 50, 500] }),
+            active: args.active.clone().unwrap_or(if quick {
+                vec![1, 50]
+            } else {
+                vec![1, 50, 500]
+            }),
             idle: args.idle.clone().unwrap_or(if quick {
                 vec![0, 1000]
             } else {

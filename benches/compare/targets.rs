@@ -8,6 +8,31 @@ use crate::plan::{order_cells, BackendName, Cell, Order, Plan, Server, ORDER_ACT
 use crate::report::{fmt_value, size_name, thousands};
 use crate::stats::{range, summary, syscalls_per_message, Runs};
 
+/// The verdict on a target that compares two CPU figures: met or not by `ok`, unless the
+/// ranges over the rounds of the two (`mine` and `theirs`, against what is named `other`)
+/// overlap, which puts the ratio inside the run-to-run spread: then they are level. One
+/// round measures no spread, and gets no verdict.
+pub fn compared_verdict(
+    rounds: usize,
+    ok: bool,
+    mine: Option<(f64, f64)>,
+    theirs: Option<(f64, f64)>,
+    other: &str,
+) -> String {
+    if rounds < 2 {
+        return "**no verdict** (one round measures no run-to-run spread)".to_string();
+    }
+    match (mine, theirs) {
+        (Some((lo, hi)), Some((other_lo, other_hi))) if lo <= other_hi && other_lo <= hi => {
+            format!(
+                "**level with {other}** (the ratio is inside the run-to-run spread: \
+                 {lo:.2}–{hi:.2} µs vs {other_lo:.2}–{other_hi:.2} µs)"
+            )
+        }
+        _ => verdict(ok).to_string(),
+    }
+}
+
 fn verdict(ok: bool) -> &'static str {
     if ok {
         "**met**"
@@ -24,23 +49,16 @@ pub fn targets(plan: &Plan, runs: &Runs) -> String {
     let cpu = |m: &Measured| m.cpu_us;
     let epoll = Server::Rawloop(BackendName("epoll"));
     let med = |cell: Cell, s: Server| summary(runs, plan.rounds, cell, s, cpu).map(|x| x.0);
-    // The verdict on the CPU time of `s` in `cell` against that of `than` in `than_cell`,
-    // named `other`: met or not by `ok`, unless their ranges over the rounds overlap, which
-    // puts the ratio inside the run-to-run spread. One round measures no spread.
+    let cpu_range = |cell: Cell, s: Server| range(runs, plan.rounds, cell, s, cpu);
+    // The verdict on the CPU time of `s` in `cell` against that of `than` in `than_cell`.
     let compared = |ok: bool, cell: Cell, s: Server, than_cell: Cell, than: Server, other: &str| {
-        if plan.rounds < 2 {
-            return "**no verdict** (one round measures no run-to-run spread)".to_string();
-        }
-        let spread = |cell: Cell, s: Server| range(runs, plan.rounds, cell, s, cpu);
-        match (spread(cell, s), spread(than_cell, than)) {
-            (Some((lo, hi)), Some((other_lo, other_hi))) if lo <= other_hi && other_lo <= hi => {
-                format!(
-                    "**level with {other}** (the ratio is inside the run-to-run spread: \
-                     {lo:.2}–{hi:.2} µs vs {other_lo:.2}–{other_hi:.2} µs)"
-                )
-            }
-            _ => verdict(ok).to_string(),
-        }
+        compared_verdict(
+            plan.rounds,
+            ok,
+            cpu_range(cell, s),
+            cpu_range(than_cell, than),
+            other,
+        )
     };
     let first_idle = plan.idle.first().copied().unwrap_or(0);
     for &size in &plan.sizes {
@@ -116,7 +134,51 @@ pub fn targets(plan: &Plan, runs: &Runs) -> String {
             }
         }
     }
+    md.push_str(&one_connection(plan, runs));
     md.push_str(&order_targets(plan, runs));
+    md
+}
+
+/// Issue 13, target 2: rawloop-epoll at one connection, against mio.
+fn one_connection(plan: &Plan, runs: &Runs) -> String {
+    let mut md = String::new();
+    let epoll = Server::Rawloop(BackendName("epoll"));
+    let idle = plan.idle.first().copied().unwrap_or(0);
+    let cpu = |m: &Measured| m.cpu_us;
+    for &size in &plan.sizes {
+        let cell = Cell::new(size, 1, idle);
+        let what = format!(
+            "- rawloop-epoll CPU per request ≤ 1.03× mio's at one connection, {}{}",
+            size_name(size),
+            if idle == 0 {
+                String::new()
+            } else {
+                format!(", {} idle", thousands(idle))
+            }
+        );
+        let e = summary(runs, plan.rounds, cell, epoll, cpu);
+        let m = summary(runs, plan.rounds, cell, Server::Mio, cpu);
+        let _ = match (e, m) {
+            (Some((e, same_round)), Some((m, _))) => writeln!(
+                md,
+                "{what}: {e:.2} µs vs {m:.2} µs ({:.2}×; {:.2}× in the same round): {}",
+                e / m,
+                same_round.unwrap_or(f64::NAN),
+                compared_verdict(
+                    plan.rounds,
+                    e <= 1.03 * m,
+                    range(runs, plan.rounds, cell, epoll, cpu),
+                    range(runs, plan.rounds, cell, Server::Mio, cpu),
+                    "mio"
+                )
+            ),
+            _ if !plan.active.contains(&1) => writeln!(
+                md,
+                "{what}: not measured (the matrix has no active = 1 cell in this run)"
+            ),
+            _ => writeln!(md, "{what}: not measured (failed runs; see the tables)"),
+        };
+    }
     md
 }
 
