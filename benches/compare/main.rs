@@ -2,26 +2,29 @@
 //! servers on mio and on tokio's current-thread runtime, loaded by `examples/loadgen`.
 //!
 //! `cargo bench --bench compare` (the full matrix, 5 rounds, about 40 minutes) or
-//! `cargo bench --bench compare -- --quick` (a check that it all still works, in seconds).
+//! `cargo bench --bench compare -- --quick` (a check that it all still works, in about a
+//! minute).
 //!
 //! For every cell of the matrix (message size x active connections x idle connections) each
 //! server is started on one core, loaded from the other, and stopped; the servers take turns
 //! cell by cell (A B C ... A B C), and the whole matrix is repeated for `--rounds` rounds.
-//! The report (Markdown, printed and written to `<out>/results.md`) gives the median of each
-//! figure over the rounds with the median ratio to mio in the same round, the syscalls per
-//! echoed message (rawloop's reactor counters, and `strace -c` as a cross-check), the Message
-//! protocol through `app_server` when it is built, the registration-order cells (10 active +
-//! 10,000 idle connections, 64 B, opened idle first and active first, on every rawloop
-//! backend and mio, in each round after the matrix), and the targets met or not (or level,
-//! where a ratio is inside the run-to-run spread). `<out>` also gets every run's raw figures
-//! (`runs.json`) and a plot of CPU time per request against idle connections
-//! (`cpu_vs_idle.svg`).
+//! Each round also runs the registration-order cells (10 active + 10,000 idle connections,
+//! 64 B, opened idle first and active first) on every rawloop backend and mio. The report
+//! (Markdown, printed and written to `<out>/results.md`) gives the median of each figure over
+//! the rounds with the median ratio to mio in the same round, the syscalls per echoed message
+//! (rawloop's reactor counters, and `strace -c` as a cross-check), the registration-order
+//! table, the Message protocol through `app_server` beside the floor server
+//! (`peer_floor_message`, in turn round by round) with their syscalls per connection, and
+//! the targets met or not (or level, where a ratio is inside the run-to-run spread). `<out>`
+//! also gets every run's raw figures (`runs.json`) and a plot of CPU time per request against
+//! idle connections (`cpu_vs_idle.svg`).
 //!
 //! Nothing here can hang: every child has a deadline and is killed when it passes, children
 //! die with the runner (PR_SET_PDEATHSIG), and a server that cannot hold a configuration is
 //! reported as such in its cell while the run goes on.
 
 mod load;
+mod message;
 mod order;
 mod plan;
 mod plot;
@@ -114,6 +117,22 @@ fn build(bin_examples: &[&str]) -> Result<(), String> {
     }
 }
 
+/// Builds the Message-protocol example `name` (or, with `--no-build`, checks that it is
+/// built); Err says why it cannot run.
+fn example(args: &Args, bin: &Path, name: &str) -> Result<(), String> {
+    if args.no_message {
+        Err("skipped with --no-message".to_string())
+    } else if args.no_build {
+        if bin.join(name).exists() {
+            Ok(())
+        } else {
+            Err(format!("target/release/examples/{name} is not built"))
+        }
+    } else {
+        build(&[name]).map_err(|e| format!("{name} does not build ({e})"))
+    }
+}
+
 fn machine() -> String {
     let lscpu = Command::new("lscpu").output().ok();
     let model = lscpu
@@ -152,16 +171,11 @@ fn run(args: &Args) -> Result<(), String> {
     if !args.no_build {
         build(&["echo_server", "loadgen", "peer_mio_echo", "peer_tokio_echo"])?;
     }
-    let app_server = if args.no_message {
-        Err("skipped with --no-message".to_string())
-    } else if args.no_build {
-        if bin.join("app_server").exists() {
-            Ok(())
-        } else {
-            Err("target/release/examples/app_server is not built".into())
-        }
-    } else {
-        build(&["app_server"]).map_err(|e| format!("app_server does not build ({e})"))
+    let app_server = example(args, &bin, "app_server");
+    // The floor is measured only beside app_server.
+    let floor = match &app_server {
+        Ok(()) => example(args, &bin, "peer_floor_message"),
+        Err(why) => Err(why.clone()),
     };
 
     // Before pinning, which narrows what available_parallelism sees.
@@ -214,7 +228,16 @@ fn run(args: &Args) -> Result<(), String> {
     };
     let message = match app_server {
         Err(why) => MessageRuns::Skipped(why),
-        Ok(()) => MessageRuns::Ran(rounds::message(&env, &plan)),
+        Ok(()) => MessageRuns::Ran(
+            rounds::message(&env, &plan, floor.is_ok()),
+            floor.as_ref().err().cloned(),
+        ),
+    };
+    let message_traced = match &message {
+        MessageRuns::Ran(..) if !args.no_strace => {
+            strace::message_cross_check(&env, &plan, floor.is_ok())
+        }
+        _ => Vec::new(),
     };
 
     let mut md = format!(
@@ -229,7 +252,13 @@ fn run(args: &Args) -> Result<(), String> {
         if args.quick { " -- --quick" } else { "" },
         started.elapsed().as_secs_f64()
     );
-    md.push_str(&report::report(&plan, &runs, &traced, &message));
+    md.push_str(&report::report(
+        &plan,
+        &runs,
+        &traced,
+        &message,
+        &message_traced,
+    ));
     let svg = args.out.join("cpu_vs_idle.svg");
     match plot::plot(&plan, &runs, &svg) {
         Ok(()) => {

@@ -57,6 +57,45 @@ impl Server {
     }
 }
 
+/// A server of the Message-protocol runs: `app_server` on a rawloop backend, or the floor
+/// (`examples/peer_floor_message.rs`: accept4, epoll_ctl, read, write, close and nothing
+/// else), which answers one request per connection only.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MessageServer {
+    App(BackendName),
+    Floor,
+}
+
+impl MessageServer {
+    pub fn name(self) -> String {
+        match self {
+            MessageServer::App(b) => format!("app_server ({})", b.0),
+            MessageServer::Floor => "floor".into(),
+        }
+    }
+
+    /// Whether it serves many requests per connection when asked.
+    pub fn keeps_alive(self) -> bool {
+        matches!(self, MessageServer::App(_))
+    }
+
+    pub fn command(self, bin: &Path, keep_alive: bool) -> Command {
+        let mut cmd = match self {
+            MessageServer::App(b) => {
+                let mut cmd = Command::new(bin.join("app_server"));
+                cmd.args(["--backend", b.0]);
+                if keep_alive {
+                    cmd.arg("--keep-alive");
+                }
+                cmd
+            }
+            MessageServer::Floor => Command::new(bin.join("peer_floor_message")),
+        };
+        cmd.args(["127.0.0.1", "0"]);
+        cmd
+    }
+}
+
 fn all_servers() -> Vec<Server> {
     let mut servers: Vec<Server> = Backend::compiled()
         .into_iter()

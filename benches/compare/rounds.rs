@@ -1,23 +1,23 @@
 //! The runs: every round, every cell, the servers in turn; and the Message protocol through
-//! `app_server`.
+//! `app_server` and the floor server, in turn round by round.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Instant;
 
 use serde_json::{json, Value};
 
 use crate::load::{echo_load, run_once, Outcome};
-use crate::plan::{Cell, Order, Plan, Server};
+use crate::plan::{Cell, MessageServer, Order, Plan, Server};
 use crate::servers::Env;
 use crate::stats::Runs;
 
-/// (round, backend, keep-alive) -> outcome.
-pub type MessageMap = BTreeMap<(usize, String, bool), Outcome>;
+/// (round, server, keep-alive) -> outcome.
+pub type MessageMap = BTreeMap<(usize, MessageServer, bool), Outcome>;
 
 pub enum MessageRuns {
     Skipped(String),
-    Ran(MessageMap),
+    /// The runs, and why the floor was not among them (if it was not).
+    Ran(MessageMap, Option<String>),
 }
 
 /// Runs every cell of `schedule` with its servers, round after round (A B C ... A B C), and
@@ -91,56 +91,76 @@ pub fn echo(
     (runs, raw)
 }
 
-/// `app_server` on every rawloop backend, one request per connection and keep-alive, round
-/// after round.
-pub fn message(env: &Env, plan: &Plan) -> MessageMap {
+/// The servers of the Message runs: `app_server` on every rawloop backend, then the floor
+/// (when `floor`).
+pub fn message_servers(plan: &Plan, floor: bool) -> Vec<MessageServer> {
+    let mut servers: Vec<MessageServer> = plan
+        .servers
+        .iter()
+        .filter_map(|&s| match s {
+            Server::Rawloop(b) => Some(MessageServer::App(b)),
+            _ => None,
+        })
+        .collect();
+    if floor {
+        servers.push(MessageServer::Floor);
+    }
+    servers
+}
+
+/// The load generator's arguments for the Message protocol, 50 connections.
+pub fn message_load(plan: &Plan, keep_alive: bool) -> Vec<String> {
+    let mut load: Vec<String> = [
+        "--mode",
+        "message",
+        "--connections",
+        "50",
+        "--warmup",
+        &plan.warmup.to_string(),
+        "--duration",
+        &plan.duration.to_string(),
+    ]
+    .map(String::from)
+    .into();
+    if keep_alive {
+        load.push("--keep-alive".into());
+    }
+    load
+}
+
+/// `app_server` on every rawloop backend, one request per connection and keep-alive, and the
+/// floor (one request per connection only), in turn, round after round; all measured by the
+/// same load.
+pub fn message(env: &Env, plan: &Plan, floor: bool) -> MessageMap {
     let mut map: MessageMap = BTreeMap::new();
     for round in 0..plan.rounds {
-        for &s in &plan.servers {
-            let Server::Rawloop(backend) = s else {
-                continue;
-            };
+        for s in message_servers(plan, floor) {
             for keep_alive in [false, true] {
-                let mut cmd = Command::new(env.bin.join("app_server"));
-                cmd.args(["--backend", backend.0]);
-                if keep_alive {
-                    cmd.arg("--keep-alive");
+                if keep_alive && !s.keeps_alive() {
+                    continue;
                 }
-                cmd.args(["127.0.0.1", "0"]);
-                let mut load: Vec<String> = [
-                    "--mode",
-                    "message",
-                    "--connections",
-                    "50",
-                    "--warmup",
-                    &plan.warmup.to_string(),
-                    "--duration",
-                    &plan.duration.to_string(),
-                ]
-                .map(String::from)
-                .into();
-                if keep_alive {
-                    load.push("--keep-alive".into());
-                }
-                let outcome = run_once(env, cmd, "app_server", &load);
+                let mode = if keep_alive {
+                    "keep-alive"
+                } else {
+                    "one per connection"
+                };
+                let outcome = run_once(
+                    env,
+                    s.command(&env.bin, keep_alive),
+                    &s.name(),
+                    &message_load(plan, keep_alive),
+                );
                 match &outcome {
                     Ok(m) => eprintln!(
-                        "round {} app_server {} {}: {:.0} req/s, {:.2} µs CPU/req",
+                        "round {} {} {mode}: {:.0} req/s, {:.2} µs CPU/req",
                         round + 1,
-                        backend.0,
-                        if keep_alive {
-                            "keep-alive"
-                        } else {
-                            "one per connection"
-                        },
+                        s.name(),
                         m.rps,
                         m.cpu_us
                     ),
-                    Err(e) => {
-                        eprintln!("round {} app_server {}: FAILED: {e}", round + 1, backend.0)
-                    }
+                    Err(e) => eprintln!("round {} {} {mode}: FAILED: {e}", round + 1, s.name()),
                 }
-                map.insert((round, backend.0.to_string(), keep_alive), outcome);
+                map.insert((round, s, keep_alive), outcome);
             }
         }
     }

@@ -4,9 +4,14 @@
 use std::fmt::Write as _;
 
 use crate::load::Measured;
-use crate::plan::{order_cells, BackendName, Cell, Order, Plan, Server, ORDER_ACTIVE, ORDER_IDLE};
+use crate::plan::{
+    order_cells, BackendName, Cell, MessageServer, Order, Plan, Server, ORDER_ACTIVE, ORDER_IDLE,
+};
 use crate::report::{fmt_value, size_name, thousands};
-use crate::stats::{range, summary, syscalls_per_message, Runs};
+use crate::rounds::MessageRuns;
+use crate::stats::{
+    median, message_ratio, message_values, range, spread, summary, syscalls_per_message, Runs,
+};
 
 /// The verdict on a target that compares two CPU figures: met or not by `ok`, unless the
 /// ranges over the rounds of the two (`mine` and `theirs`, against what is named `other`)
@@ -44,7 +49,7 @@ fn verdict(ok: bool) -> &'static str {
 /// The targets of the benchmark issue, each met or not; a target that compares two CPU
 /// figures whose ranges over the rounds overlap is neither: the two are level. With one round
 /// there is no range, and such a target gets no verdict.
-pub fn targets(plan: &Plan, runs: &Runs) -> String {
+pub fn targets(plan: &Plan, runs: &Runs, message: &MessageRuns) -> String {
     let mut md = String::from("\n## Targets\n\n");
     let cpu = |m: &Measured| m.cpu_us;
     let epoll = Server::Rawloop(BackendName("epoll"));
@@ -136,6 +141,7 @@ pub fn targets(plan: &Plan, runs: &Runs) -> String {
     }
     md.push_str(&one_connection(plan, runs));
     md.push_str(&order_targets(plan, runs));
+    md.push_str(&message_targets(plan, runs, message));
     md
 }
 
@@ -238,3 +244,65 @@ fn order_targets(plan: &Plan, runs: &Runs) -> String {
 
 /// The CPU per request at 10 active + 10,000 idle that poll and select must reach.
 const ORDER_TARGET_US: f64 = 130.0;
+
+/// Issue 13, target 4: app_server one request per connection against the floor, and with
+/// keep-alive against echo_server.
+fn message_targets(plan: &Plan, runs: &Runs, message: &MessageRuns) -> String {
+    let mut md = String::new();
+    let app = MessageServer::App(BackendName("epoll"));
+    let floor_line =
+        "- app_server (epoll) one request per connection ≤ 1.05× the floor's CPU per request";
+    let echo_line = "- app_server (epoll) keep-alive within 10% of echo_server's CPU per request at 50 connections, 64 B";
+    let (messages, floor_skipped) = match message {
+        MessageRuns::Skipped(why) => {
+            let _ = writeln!(md, "{floor_line}: not measured ({why})");
+            let _ = writeln!(md, "{echo_line}: not measured ({why})");
+            return md;
+        }
+        MessageRuns::Ran(m, floor_skipped) => (m, floor_skipped),
+    };
+    let cpu = |m: &Measured| m.cpu_us;
+    let figures = |s: MessageServer, keep_alive: bool| {
+        let v = message_values(messages, s, keep_alive, cpu);
+        Some((median(v.clone())?, spread(&v)))
+    };
+
+    let _ = match (figures(app, false), figures(MessageServer::Floor, false)) {
+        (Some((a, a_range)), Some((f, f_range))) => writeln!(
+            md,
+            "{floor_line}: {a:.2} µs vs {f:.2} µs ({:.2}×; {:.2}× in the same round): {}",
+            a / f,
+            message_ratio(messages, app, false, MessageServer::Floor, cpu).unwrap_or(f64::NAN),
+            compared_verdict(plan.rounds, a <= 1.05 * f, a_range, f_range, "the floor")
+        ),
+        _ => writeln!(
+            md,
+            "{floor_line}: not measured ({})",
+            floor_skipped
+                .clone()
+                .unwrap_or_else(|| "failed runs; see the table".into())
+        ),
+    };
+
+    let echo = Cell::new(64, 50, 0);
+    let epoll = Server::Rawloop(BackendName("epoll"));
+    let echo_figures = summary(runs, plan.rounds, echo, epoll, cpu)
+        .map(|(v, _)| (v, range(runs, plan.rounds, echo, epoll, cpu)));
+    let _ = match (figures(app, true), echo_figures) {
+        (Some((a, a_range)), Some((e, e_range))) => writeln!(
+            md,
+            "{echo_line}: {a:.2} µs vs {e:.2} µs ({:+.1}%): {}",
+            (a / e - 1.0) * 100.0,
+            compared_verdict(plan.rounds, a <= 1.10 * e, a_range, e_range, "echo_server")
+        ),
+        (None, _) => writeln!(
+            md,
+            "{echo_line}: not measured (app_server failed; see the table)"
+        ),
+        (_, None) => writeln!(
+            md,
+            "{echo_line}: not measured (no rawloop-epoll figure at 64 B, 50 active, 0 idle)"
+        ),
+    };
+    md
+}
