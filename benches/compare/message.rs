@@ -1,6 +1,7 @@
 //! The Message-protocol section: `app_server` on every backend, one request per connection
 //! and keep-alive, beside the floor server, and their syscalls per connection.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::load::Measured;
@@ -100,7 +101,7 @@ pub fn section(
          it batches more events per wait than untraced), every syscall the server made \
          divided by the connections the load generator opened. \"Beyond the floor\": the \
          calls per connection that app_server makes and the floor does not (differences under \
-         0.01 left out).\n\n\
+         0.01 left out; read and recvfrom count as one call, as do write and sendto).\n\n\
          | server | syscalls/connection | breakdown per connection | beyond the floor |\n\
          |---|---:|---|---|\n",
     );
@@ -133,13 +134,12 @@ pub fn section(
 }
 
 /// The syscalls per connection of `t` above those of the floor `f`, by name: "name +0.998".
+/// A receive is one call whether it is read or recvfrom, and a send whether write or sendto.
 fn beyond_floor(t: &Traced, f: &Traced) -> String {
-    let per =
-        |x: &Traced, name: &str| x.calls.get(name).copied().unwrap_or(0) as f64 / x.connects as f64;
-    let mut extra: Vec<(String, f64)> = t
-        .calls
-        .keys()
-        .map(|name| (name.clone(), per(t, name) - per(f, name)))
+    let (mine, floor) = (per_call(t), per_call(f));
+    let mut extra: Vec<(&str, f64)> = mine
+        .iter()
+        .map(|(&name, &n)| (name, n - floor.get(name).copied().unwrap_or(0.0)))
         .filter(|(_, d)| *d >= 0.01)
         .collect();
     extra.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -151,4 +151,23 @@ fn beyond_floor(t: &Traced, f: &Traced) -> String {
         .map(|(name, d)| format!("{name} +{d:.3}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The syscalls per connection of `x` by [`same_call`] name.
+fn per_call(x: &Traced) -> BTreeMap<&str, f64> {
+    let mut calls: BTreeMap<&str, f64> = BTreeMap::new();
+    for (name, &n) in &x.calls {
+        *calls.entry(same_call(name)).or_default() += n as f64 / x.connects as f64;
+    }
+    calls
+}
+
+/// The name under which a syscall is compared with the floor's: the floor reads and writes
+/// with read(2) and write(2), rawloop with recvfrom(2) and sendto(2).
+fn same_call(name: &str) -> &str {
+    match name {
+        "read" | "recvfrom" => "read/recvfrom",
+        "write" | "sendto" => "write/sendto",
+        other => other,
+    }
 }
