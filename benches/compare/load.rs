@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::plan::{Cell, Plan};
+use crate::plan::{Cell, Order, Plan};
 use crate::servers::{start_server, Env, Guard};
 
 /// What one run measured.
@@ -122,7 +122,7 @@ pub fn run_once(env: &Env, server: Command, what: &str, load: &[String]) -> Outc
 }
 
 pub fn echo_load(plan: &Plan, cell: Cell) -> Vec<String> {
-    [
+    let mut load: Vec<String> = [
         "--mode".to_string(),
         "echo".into(),
         "--size".into(),
@@ -136,5 +136,9 @@ pub fn echo_load(plan: &Plan, cell: Cell) -> Vec<String> {
         "--duration".into(),
         plan.duration.to_string(),
     ]
-    .into()
+    .into();
+    if cell.order == Order::ActiveFirst {
+        load.push("--active-first".into());
+    }
+    load
 }

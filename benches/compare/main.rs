@@ -2,24 +2,30 @@
 //! servers on mio and on tokio's current-thread runtime, loaded by `examples/loadgen`.
 //!
 //! `cargo bench --bench compare` (the full matrix, 5 rounds, about 40 minutes) or
-//! `cargo bench --bench compare -- --quick` (a check that it all still works, in seconds).
+//! `cargo bench --bench compare -- --quick` (a check that it all still works, in about a
+//! minute).
 //!
 //! For every cell of the matrix (message size x active connections x idle connections) each
 //! server is started on one core, loaded from the other, and stopped; the servers take turns
 //! cell by cell (A B C ... A B C), and the whole matrix is repeated for `--rounds` rounds.
-//! The report (Markdown, printed and written to `<out>/results.md`) gives the median of each
-//! figure over the rounds with the median ratio to mio in the same round, the syscalls per
-//! echoed message (rawloop's reactor counters, and `strace -c` as a cross-check), the Message
-//! protocol through `app_server` when it is built, and the targets met or not (or level, where
-//! a ratio is inside the run-to-run spread). `<out>` also gets every run's raw figures
-//! (`runs.json`) and a plot of CPU time per request against idle connections
-//! (`cpu_vs_idle.svg`).
+//! Each round also runs the registration-order cells (10 active + 10,000 idle connections,
+//! 64 B, opened idle first and active first) on every rawloop backend and mio. The report
+//! (Markdown, printed and written to `<out>/results.md`) gives the median of each figure over
+//! the rounds with the median ratio to mio in the same round, the syscalls per echoed message
+//! (rawloop's reactor counters, and `strace -c` as a cross-check), the registration-order
+//! table, the Message protocol through `app_server` beside the floor server
+//! (`peer_floor_message`, in turn round by round) with their syscalls per connection, and
+//! the targets met or not (or level, where a ratio is inside the run-to-run spread). `<out>`
+//! also gets every run's raw figures (`runs.json`) and a plot of CPU time per request against
+//! idle connections (`cpu_vs_idle.svg`).
 //!
 //! Nothing here can hang: every child has a deadline and is killed when it passes, children
 //! die with the runner (PR_SET_PDEATHSIG), and a server that cannot hold a configuration is
 //! reported as such in its cell while the run goes on.
 
 mod load;
+mod message;
+mod order;
 mod plan;
 mod plot;
 mod report;
@@ -37,7 +43,7 @@ use std::time::Instant;
 
 use clap::Parser;
 
-use plan::{cells, Plan};
+use plan::{order_cells, order_servers, schedule, Plan};
 use rounds::MessageRuns;
 use servers::{allowed_cpus, pin, raise_nofile, Env};
 
@@ -82,6 +88,10 @@ struct Args {
     /// Skip the Message-protocol runs.
     #[arg(long)]
     no_message: bool,
+    /// Skip the registration-order cells (10 active + 10,000 idle, idle first and active
+    /// first).
+    #[arg(long)]
+    no_order: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -104,6 +114,22 @@ fn build(bin_examples: &[&str]) -> Result<(), String> {
             "cargo build of {} failed ({status})",
             bin_examples.join(", ")
         ))
+    }
+}
+
+/// Builds the Message-protocol example `name` (or, with `--no-build`, checks that it is
+/// built); Err says why it cannot run.
+fn example(args: &Args, bin: &Path, name: &str) -> Result<(), String> {
+    if args.no_message {
+        Err("skipped with --no-message".to_string())
+    } else if args.no_build {
+        if bin.join(name).exists() {
+            Ok(())
+        } else {
+            Err(format!("target/release/examples/{name} is not built"))
+        }
+    } else {
+        build(&[name]).map_err(|e| format!("{name} does not build ({e})"))
     }
 }
 
@@ -145,16 +171,11 @@ fn run(args: &Args) -> Result<(), String> {
     if !args.no_build {
         build(&["echo_server", "loadgen", "peer_mio_echo", "peer_tokio_echo"])?;
     }
-    let app_server = if args.no_message {
-        Err("skipped with --no-message".to_string())
-    } else if args.no_build {
-        if bin.join("app_server").exists() {
-            Ok(())
-        } else {
-            Err("target/release/examples/app_server is not built".into())
-        }
-    } else {
-        build(&["app_server"]).map_err(|e| format!("app_server does not build ({e})"))
+    let app_server = example(args, &bin, "app_server");
+    // The floor is measured only beside app_server.
+    let floor = match &app_server {
+        Ok(()) => example(args, &bin, "peer_floor_message"),
+        Err(why) => Err(why.clone()),
     };
 
     // Before pinning, which narrows what available_parallelism sees.
@@ -177,7 +198,8 @@ fn run(args: &Args) -> Result<(), String> {
         server_cpu,
         loadgen_cpu,
     };
-    let cells = cells(&plan);
+    let schedule = schedule(&plan);
+    let runs_per_round: usize = schedule.iter().map(|(_, servers)| servers.len()).sum();
     eprintln!(
         "compare: {machine}; open-file limit {nofile}; servers on cpu {server_cpu:?}, load on cpu {loadgen_cpu:?}"
     );
@@ -186,16 +208,19 @@ fn run(args: &Args) -> Result<(), String> {
         "compare: CPU pinning is Linux-only (sched_setaffinity): servers and load generator are not pinned here"
     );
     eprintln!(
-        "compare: {} rounds x {} cells x {} servers, {} s warmup + {} s measured each",
+        "compare: {} rounds x ({} cells x {} servers + {} registration-order cells x {} servers), {} s warmup + {} s measured each",
         plan.rounds,
-        cells.len(),
+        plan::cells(&plan).len(),
         plan.servers.len(),
+        order_cells(&plan).len(),
+        order_servers(&plan).len(),
         plan.warmup,
         plan.duration
     );
+    eprintln!("compare: {runs_per_round} echo runs per round");
 
     let started = Instant::now();
-    let (runs, raw) = rounds::echo(&env, &plan, &cells, started);
+    let (runs, raw) = rounds::echo(&env, &plan, &schedule, started);
     let traced = if args.no_strace {
         Vec::new()
     } else {
@@ -203,7 +228,16 @@ fn run(args: &Args) -> Result<(), String> {
     };
     let message = match app_server {
         Err(why) => MessageRuns::Skipped(why),
-        Ok(()) => MessageRuns::Ran(rounds::message(&env, &plan)),
+        Ok(()) => MessageRuns::Ran(
+            rounds::message(&env, &plan, floor.is_ok()),
+            floor.as_ref().err().cloned(),
+        ),
+    };
+    let message_traced = match &message {
+        MessageRuns::Ran(..) if !args.no_strace => {
+            strace::message_cross_check(&env, &plan, floor.is_ok())
+        }
+        _ => Vec::new(),
     };
 
     let mut md = format!(
@@ -218,7 +252,13 @@ fn run(args: &Args) -> Result<(), String> {
         if args.quick { " -- --quick" } else { "" },
         started.elapsed().as_secs_f64()
     );
-    md.push_str(&report::report(&plan, &runs, &traced, &message));
+    md.push_str(&report::report(
+        &plan,
+        &runs,
+        &traced,
+        &message,
+        &message_traced,
+    ));
     let svg = args.out.join("cpu_vs_idle.svg");
     match plot::plot(&plan, &runs, &svg) {
         Ok(()) => {

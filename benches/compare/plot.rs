@@ -48,7 +48,7 @@ pub fn plot(plan: &Plan, runs: &Runs, path: &Path) -> Result<(), String> {
                     .iter()
                     .enumerate()
                     .filter_map(|(i, &idle)| {
-                        summary(runs, plan.rounds, Cell { size, active, idle }, s, cpu)
+                        summary(runs, plan.rounds, Cell::new(size, active, idle), s, cpu)
                             .map(|(v, _)| (i, v))
                     })
                     .collect();

@@ -1,14 +1,16 @@
-//! The Markdown report: the CPU table, every figure, syscalls per message, the Message
-//! protocol runs; and how numbers are written in it.
+//! The Markdown report: the CPU table, every figure, syscalls per message, then the
+//! registration-order and Message sections and the targets; and how numbers are written in
+//! it.
 
 use std::fmt::Write as _;
 
 use crate::load::{Measured, Stats};
-use crate::plan::{cells, Cell, Plan, Server};
+use crate::plan::{cells, Cell, MessageServer, Plan, Server};
 use crate::rounds::MessageRuns;
 use crate::stats::{failures, median, range, summary, syscalls_per_message, Runs};
 use crate::strace::Traced;
 use crate::targets::targets;
+use crate::{message, order};
 
 pub fn fmt_value(v: f64) -> String {
     if v >= 100.0 {
@@ -20,7 +22,7 @@ pub fn fmt_value(v: f64) -> String {
     }
 }
 
-fn with_ratio(s: Option<(f64, Option<f64>)>) -> String {
+pub fn with_ratio(s: Option<(f64, Option<f64>)>) -> String {
     match s {
         None => "–".into(),
         Some((v, Some(r))) => format!("{} ({:.2}×)", fmt_value(v), r),
@@ -53,6 +55,7 @@ pub fn report(
     runs: &Runs,
     traced: &[(Server, Result<Traced, String>)],
     message: &MessageRuns,
+    message_traced: &[(MessageServer, Result<Traced, String>)],
 ) -> String {
     let mut md = String::new();
     let cells = cells(plan);
@@ -160,11 +163,7 @@ pub fn report(
          |---|---|---:|---:|---:|---:|\n",
     );
     for &size in &plan.sizes {
-        let cell = Cell {
-            size,
-            active: 50,
-            idle: 0,
-        };
+        let cell = Cell::new(size, 50, 0);
         for &s in &plan.servers {
             let Server::Rawloop(_) = s else { continue };
             let per = |f: fn(&Stats) -> f64| {
@@ -208,20 +207,12 @@ pub fn report(
         for (s, t) in traced {
             match t {
                 Ok(t) => {
-                    let total: u64 = t.calls.values().sum();
-                    let mut parts: Vec<(&String, &u64)> = t.calls.iter().collect();
-                    parts.sort_by(|a, b| b.1.cmp(a.1));
-                    let breakdown: Vec<String> = parts
-                        .iter()
-                        .filter(|(_, &n)| n as f64 / t.exchanges as f64 >= 0.001)
-                        .map(|(name, &n)| format!("{name} {:.3}", n as f64 / t.exchanges as f64))
-                        .collect();
                     let _ = writeln!(
                         md,
                         "| {} | {:.3} | {} |",
                         s.name(),
-                        total as f64 / t.exchanges as f64,
-                        breakdown.join(", ")
+                        t.per(t.exchanges),
+                        t.breakdown(t.exchanges)
                     );
                 }
                 Err(e) => {
@@ -231,69 +222,8 @@ pub fn report(
         }
     }
 
-    // Message protocol.
-    let _ = writeln!(
-        md,
-        "\n## Message protocol through app_server (50 connections)\n"
-    );
-    match message {
-        MessageRuns::Skipped(why) => {
-            let _ = writeln!(md, "Not measured: {why}.");
-        }
-        MessageRuns::Ran(runs) => {
-            md.push_str(
-                "A search request (`request_search(\"morpheus\")`, a 146-byte frame) answered with its \
-                 148-byte response frame, checked byte for byte and decoded. One request per \
-                 connection: connect, request, response, the server closes (latency includes \
-                 the connect); keep-alive: many requests per connection.\n\n\
-                 | backend | mode | requests/s | CPU µs/req | p50 µs | p99 µs | p99.9 µs |\n\
-                 |---|---|---:|---:|---:|---:|---:|\n",
-            );
-            let keys: Vec<(String, bool)> = {
-                let mut k: Vec<(String, bool)> =
-                    runs.keys().map(|(_, b, ka)| (b.clone(), *ka)).collect();
-                k.dedup();
-                k.sort();
-                k.dedup();
-                k
-            };
-            for (backend, keep_alive) in keys {
-                let ok: Vec<&Measured> = runs
-                    .iter()
-                    .filter(|((_, b, ka), _)| *b == backend && *ka == keep_alive)
-                    .filter_map(|(_, o)| o.as_ref().ok())
-                    .collect();
-                let mode = if keep_alive {
-                    "keep-alive"
-                } else {
-                    "one request per connection"
-                };
-                if ok.is_empty() {
-                    let err = runs
-                        .iter()
-                        .find(|((_, b, ka), _)| *b == backend && *ka == keep_alive)
-                        .and_then(|(_, o)| o.as_ref().err())
-                        .cloned()
-                        .unwrap_or_default();
-                    let _ = writeln!(md, "| {backend} | {mode} | failed: {err} | | | | |");
-                    continue;
-                }
-                let m = |f: fn(&Measured) -> f64| {
-                    median(ok.iter().map(|x| f(x)).collect()).map_or("–".into(), fmt_value)
-                };
-                let _ = writeln!(
-                    md,
-                    "| {backend} | {mode} | {} | {} | {} | {} | {} |",
-                    m(|x| x.rps),
-                    m(|x| x.cpu_us),
-                    m(|x| x.p50),
-                    m(|x| x.p99),
-                    m(|x| x.p999)
-                );
-            }
-        }
-    }
-
-    md.push_str(&targets(plan, runs));
+    md.push_str(&order::section(plan, runs));
+    md.push_str(&message::section(message, message_traced));
+    md.push_str(&targets(plan, runs, message));
     md
 }

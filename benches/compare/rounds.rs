@@ -1,39 +1,49 @@
-//! The runs of the matrix: every round, every cell, the servers in turn; and the Message
-//! protocol through `app_server`.
+//! The runs: every round, every cell, the servers in turn; and the Message protocol through
+//! `app_server` and the floor server, in turn round by round.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Instant;
 
 use serde_json::{json, Value};
 
 use crate::load::{echo_load, run_once, Outcome};
-use crate::plan::{Cell, Plan, Server};
+use crate::plan::{Cell, MessageServer, Order, Plan, Server};
 use crate::servers::Env;
 use crate::stats::Runs;
 
-/// (round, backend, keep-alive) -> outcome.
-pub type MessageMap = BTreeMap<(usize, String, bool), Outcome>;
+/// (round, server, keep-alive) -> outcome.
+pub type MessageMap = BTreeMap<(usize, MessageServer, bool), Outcome>;
 
 pub enum MessageRuns {
     Skipped(String),
-    Ran(MessageMap),
+    /// The runs, and why the floor was not among them (if it was not).
+    Ran(MessageMap, Option<String>),
 }
 
-/// Runs every cell of `cells` with every server, round after round (A B C ... A B C), and
+/// Runs every cell of `schedule` with its servers, round after round (A B C ... A B C), and
 /// returns the outcomes and every run's raw figures (for `runs.json`).
-pub fn echo(env: &Env, plan: &Plan, cells: &[Cell], started: Instant) -> (Runs, Vec<Value>) {
+pub fn echo(
+    env: &Env,
+    plan: &Plan,
+    schedule: &[(Cell, Vec<Server>)],
+    started: Instant,
+) -> (Runs, Vec<Value>) {
     let mut runs: Runs = BTreeMap::new();
     let mut raw = Vec::new();
     for round in 0..plan.rounds {
-        for &cell in cells {
-            for &server in &plan.servers {
+        for (cell, servers) in schedule {
+            let cell = *cell;
+            let order = match cell.order {
+                Order::IdleFirst => "",
+                Order::ActiveFirst => " active first",
+            };
+            for &server in servers {
                 let name = server.name();
                 let outcome =
                     run_once(env, server.command(&env.bin), &name, &echo_load(plan, cell));
                 match &outcome {
                 Ok(m) => eprintln!(
-                    "[{:>5.0} s] round {} {:>5} B {:>3} active {:>5} idle {:<14} {:>8.0} req/s {:>7.2} µs CPU/req (server {:.0}%, loadgen {:.0}%)",
+                    "[{:>5.0} s] round {} {:>5} B {:>3} active {:>5} idle{order} {:<14} {:>8.0} req/s {:>7.2} µs CPU/req (server {:.0}%, loadgen {:.0}%)",
                     started.elapsed().as_secs_f64(),
                     round + 1,
                     cell.size,
@@ -46,7 +56,7 @@ pub fn echo(env: &Env, plan: &Plan, cells: &[Cell], started: Instant) -> (Runs, 
                     m.loadgen_util * 100.0
                 ),
                 Err(e) => eprintln!(
-                    "[{:>5.0} s] round {} {:>5} B {:>3} active {:>5} idle {:<14} FAILED: {e}",
+                    "[{:>5.0} s] round {} {:>5} B {:>3} active {:>5} idle{order} {:<14} FAILED: {e}",
                     started.elapsed().as_secs_f64(),
                     round + 1,
                     cell.size,
@@ -58,6 +68,7 @@ pub fn echo(env: &Env, plan: &Plan, cells: &[Cell], started: Instant) -> (Runs, 
                 raw.push(json!({
                     "round": round + 1, "server": name, "size": cell.size,
                     "active": cell.active, "idle": cell.idle,
+                    "active_first": cell.order == Order::ActiveFirst,
                     "result": match &outcome {
                         Ok(m) => json!({
                             "requests_per_s": m.rps, "cpu_per_request_us": m.cpu_us,
@@ -80,56 +91,76 @@ pub fn echo(env: &Env, plan: &Plan, cells: &[Cell], started: Instant) -> (Runs, 
     (runs, raw)
 }
 
-/// `app_server` on every rawloop backend, one request per connection and keep-alive, round
-/// after round.
-pub fn message(env: &Env, plan: &Plan) -> MessageMap {
+/// The servers of the Message runs: `app_server` on every rawloop backend, then the floor
+/// (when `floor`).
+pub fn message_servers(plan: &Plan, floor: bool) -> Vec<MessageServer> {
+    let mut servers: Vec<MessageServer> = plan
+        .servers
+        .iter()
+        .filter_map(|&s| match s {
+            Server::Rawloop(b) => Some(MessageServer::App(b)),
+            _ => None,
+        })
+        .collect();
+    if floor {
+        servers.push(MessageServer::Floor);
+    }
+    servers
+}
+
+/// The load generator's arguments for the Message protocol, 50 connections.
+pub fn message_load(plan: &Plan, keep_alive: bool) -> Vec<String> {
+    let mut load: Vec<String> = [
+        "--mode",
+        "message",
+        "--connections",
+        "50",
+        "--warmup",
+        &plan.warmup.to_string(),
+        "--duration",
+        &plan.duration.to_string(),
+    ]
+    .map(String::from)
+    .into();
+    if keep_alive {
+        load.push("--keep-alive".into());
+    }
+    load
+}
+
+/// `app_server` on every rawloop backend, one request per connection and keep-alive, and the
+/// floor (one request per connection only), in turn, round after round; all measured by the
+/// same load.
+pub fn message(env: &Env, plan: &Plan, floor: bool) -> MessageMap {
     let mut map: MessageMap = BTreeMap::new();
     for round in 0..plan.rounds {
-        for &s in &plan.servers {
-            let Server::Rawloop(backend) = s else {
-                continue;
-            };
+        for s in message_servers(plan, floor) {
             for keep_alive in [false, true] {
-                let mut cmd = Command::new(env.bin.join("app_server"));
-                cmd.args(["--backend", backend.0]);
-                if keep_alive {
-                    cmd.arg("--keep-alive");
+                if keep_alive && !s.keeps_alive() {
+                    continue;
                 }
-                cmd.args(["127.0.0.1", "0"]);
-                let mut load: Vec<String> = [
-                    "--mode",
-                    "message",
-                    "--connections",
-                    "50",
-                    "--warmup",
-                    &plan.warmup.to_string(),
-                    "--duration",
-                    &plan.duration.to_string(),
-                ]
-                .map(String::from)
-                .into();
-                if keep_alive {
-                    load.push("--keep-alive".into());
-                }
-                let outcome = run_once(env, cmd, "app_server", &load);
+                let mode = if keep_alive {
+                    "keep-alive"
+                } else {
+                    "one per connection"
+                };
+                let outcome = run_once(
+                    env,
+                    s.command(&env.bin, keep_alive),
+                    &s.name(),
+                    &message_load(plan, keep_alive),
+                );
                 match &outcome {
                     Ok(m) => eprintln!(
-                        "round {} app_server {} {}: {:.0} req/s, {:.2} µs CPU/req",
+                        "round {} {} {mode}: {:.0} req/s, {:.2} µs CPU/req",
                         round + 1,
-                        backend.0,
-                        if keep_alive {
-                            "keep-alive"
-                        } else {
-                            "one per connection"
-                        },
+                        s.name(),
                         m.rps,
                         m.cpu_us
                     ),
-                    Err(e) => {
-                        eprintln!("round {} app_server {}: FAILED: {e}", round + 1, backend.0)
-                    }
+                    Err(e) => eprintln!("round {} {} {mode}: FAILED: {e}", round + 1, s.name()),
                 }
-                map.insert((round, backend.0.to_string(), keep_alive), outcome);
+                map.insert((round, s, keep_alive), outcome);
             }
         }
     }

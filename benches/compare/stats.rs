@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use crate::load::{Measured, Outcome};
-use crate::plan::{Cell, Server};
+use crate::plan::{Cell, MessageServer, Server};
+use crate::rounds::MessageMap;
 
 pub fn median(mut v: Vec<f64>) -> Option<f64> {
     if v.is_empty() {
@@ -43,6 +44,13 @@ pub fn summary(
     Some((median(values)?, median(ratios)))
 }
 
+/// The smallest and largest of `v`.
+pub fn spread(v: &[f64]) -> Option<(f64, f64)> {
+    let lo = v.iter().copied().reduce(f64::min)?;
+    let hi = v.iter().copied().reduce(f64::max)?;
+    Some((lo, hi))
+}
+
 /// The smallest and largest value of `f` over the rounds.
 pub fn range(
     runs: &Runs,
@@ -57,9 +65,41 @@ pub fn range(
             _ => None,
         })
         .collect();
-    let lo = v.iter().copied().reduce(f64::min)?;
-    let hi = v.iter().copied().reduce(f64::max)?;
-    Some((lo, hi))
+    spread(&v)
+}
+
+/// The values of `f` over the rounds of one Message server and mode, those that ran.
+pub fn message_values(
+    runs: &MessageMap,
+    server: MessageServer,
+    keep_alive: bool,
+    f: fn(&Measured) -> f64,
+) -> Vec<f64> {
+    runs.iter()
+        .filter(|((_, s, ka), _)| *s == server && *ka == keep_alive)
+        .filter_map(|(_, o)| o.as_ref().ok().map(f))
+        .collect()
+}
+
+/// The median over the rounds of the ratio of `f` for one Message server and mode to that of
+/// `than` (one request per connection) in the same round.
+pub fn message_ratio(
+    runs: &MessageMap,
+    server: MessageServer,
+    keep_alive: bool,
+    than: MessageServer,
+    f: fn(&Measured) -> f64,
+) -> Option<f64> {
+    median(
+        runs.iter()
+            .filter(|((_, s, ka), _)| *s == server && *ka == keep_alive)
+            .filter_map(|((round, _, _), o)| {
+                let mine = o.as_ref().ok()?;
+                let theirs = runs.get(&(*round, than, false))?.as_ref().ok()?;
+                Some(f(mine) / f(theirs))
+            })
+            .collect(),
+    )
 }
 
 /// The median over the rounds of rawloop's estimated syscalls per message,

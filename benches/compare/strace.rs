@@ -1,4 +1,6 @@
-//! The strace cross-check: every syscall a server makes during one load-generator run.
+//! The strace cross-checks: every syscall a server makes during one load-generator run, per
+//! echoed message (echo servers) or per connection (Message servers, one request per
+//! connection).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -7,18 +9,42 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use crate::load::{echo_load, number, run_loadgen};
-use crate::plan::{BackendName, Cell, Plan, Server};
+use crate::plan::{BackendName, Cell, MessageServer, Plan, Server};
+use crate::rounds::message_load;
 use crate::servers::{start_server, Env, Guard};
 
-/// Syscalls of one traced run: per syscall name, and the exchanges they served.
+/// Syscalls of one traced run: per syscall name, and the exchanges and connections they
+/// served.
 pub struct Traced {
     pub calls: BTreeMap<String, u64>,
     pub exchanges: u64,
+    pub connects: u64,
 }
 
-fn strace_run(env: &Env, plan: &Plan, server: Server) -> Result<Traced, String> {
-    let what = server.name();
-    let mut running = start_server(env, server.command(&env.bin), &what)?;
+impl Traced {
+    /// "name n, name n, ..." per `unit` (exchanges or connections), the most frequent first,
+    /// leaving out what is under 0.001 per unit.
+    pub fn breakdown(&self, unit: u64) -> String {
+        let mut parts: Vec<(&String, &u64)> = self.calls.iter().collect();
+        parts.sort_by(|a, b| b.1.cmp(a.1));
+        parts
+            .iter()
+            .filter(|(_, &n)| n as f64 / unit as f64 >= 0.001)
+            .map(|(name, &n)| format!("{name} {:.3}", n as f64 / unit as f64))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Every syscall made, per `unit`.
+    pub fn per(&self, unit: u64) -> f64 {
+        self.calls.values().sum::<u64>() as f64 / unit as f64
+    }
+}
+
+/// Starts `server`, attaches `strace -c -f` to it, runs the load generator with `load`, and
+/// counts every syscall the server made meanwhile (its start-up is before the attach).
+fn strace_run(env: &Env, server: Command, what: &str, load: &[String]) -> Result<Traced, String> {
+    let mut running = start_server(env, server, what)?;
     let out = env.scratch.join("strace.txt");
     let mut cmd = Command::new("strace");
     cmd.args(["-c", "-f", "-p", &running.guard.pid().to_string(), "-o"])
@@ -47,13 +73,7 @@ fn strace_run(env: &Env, plan: &Plan, server: Server) -> Result<Traced, String> 
         }
         sleep(Duration::from_millis(10));
     }
-    let cell = Cell {
-        size: 64,
-        active: 50,
-        idle: 0,
-    };
-    let load = echo_load(plan, cell);
-    let report = run_loadgen(env, running.port, running.guard.pid(), &load);
+    let report = run_loadgen(env, running.port, running.guard.pid(), load);
     let detached = strace.stop(libc::SIGINT, Duration::from_secs(20));
     let _ = running.guard.stop(libc::SIGTERM, Duration::from_secs(10));
     let report = report?;
@@ -82,6 +102,7 @@ fn strace_run(env: &Env, plan: &Plan, server: Server) -> Result<Traced, String> 
     Ok(Traced {
         calls,
         exchanges: number(&report, "exchanges_total")? as u64,
+        connects: number(&report, "connects_total")? as u64,
     })
 }
 
@@ -90,12 +111,45 @@ pub fn cross_check(env: &Env, plan: &Plan) -> Vec<(Server, Result<Traced, String
     let mut traced = Vec::new();
     let wanted = [Server::Rawloop(BackendName("epoll")), Server::Mio];
     for s in wanted.into_iter().filter(|s| plan.servers.contains(s)) {
-        let t = strace_run(env, plan, s);
+        let load = echo_load(plan, Cell::new(64, 50, 0));
+        let t = strace_run(env, s.command(&env.bin), &s.name(), &load);
         match &t {
             Ok(t) => eprintln!(
                 "strace {}: {:.3} syscalls per message",
                 s.name(),
-                t.calls.values().sum::<u64>() as f64 / t.exchanges as f64
+                t.per(t.exchanges)
+            ),
+            Err(e) => eprintln!("strace {}: {e}", s.name()),
+        }
+        traced.push((s, t));
+    }
+    traced
+}
+
+/// Traces `app_server` on epoll and the floor (where `floor`), one request per connection,
+/// under the Message runs' load: their syscalls per connection.
+pub fn message_cross_check(
+    env: &Env,
+    plan: &Plan,
+    floor: bool,
+) -> Vec<(MessageServer, Result<Traced, String>)> {
+    let mut traced = Vec::new();
+    let epoll = BackendName("epoll");
+    let mut wanted = Vec::new();
+    if plan.servers.contains(&Server::Rawloop(epoll)) {
+        wanted.push(MessageServer::App(epoll));
+    }
+    if floor {
+        wanted.push(MessageServer::Floor);
+    }
+    for s in wanted {
+        let load = message_load(plan, false);
+        let t = strace_run(env, s.command(&env.bin, false), &s.name(), &load);
+        match &t {
+            Ok(t) => eprintln!(
+                "strace {} one request per connection: {:.3} syscalls per connection",
+                s.name(),
+                t.per(t.connects)
             ),
             Err(e) => eprintln!("strace {}: {e}", s.name()),
         }

@@ -4,44 +4,70 @@
 use std::fmt::Write as _;
 
 use crate::load::Measured;
-use crate::plan::{BackendName, Cell, Plan, Server};
-use crate::report::{size_name, thousands};
-use crate::stats::{range, summary, syscalls_per_message, Runs};
+use crate::plan::{
+    order_cells, BackendName, Cell, MessageServer, Order, Plan, Server, ORDER_ACTIVE, ORDER_IDLE,
+};
+use crate::report::{fmt_value, size_name, thousands};
+use crate::rounds::MessageRuns;
+use crate::stats::{
+    median, message_ratio, message_values, range, spread, summary, syscalls_per_message, Runs,
+};
+
+/// The verdict on a target that compares two CPU figures: met or not by `ok`, unless the
+/// ranges over the rounds of the two (`mine` and `theirs`, against what is named `other`)
+/// overlap, which puts the ratio inside the run-to-run spread: then they are level. One
+/// round measures no spread, and gets no verdict.
+pub fn compared_verdict(
+    rounds: usize,
+    ok: bool,
+    mine: Option<(f64, f64)>,
+    theirs: Option<(f64, f64)>,
+    other: &str,
+) -> String {
+    if rounds < 2 {
+        return "**no verdict** (one round measures no run-to-run spread)".to_string();
+    }
+    match (mine, theirs) {
+        (Some((lo, hi)), Some((other_lo, other_hi))) if lo <= other_hi && other_lo <= hi => {
+            format!(
+                "**level with {other}** (the ratio is inside the run-to-run spread: \
+                 {lo:.2}–{hi:.2} µs vs {other_lo:.2}–{other_hi:.2} µs)"
+            )
+        }
+        _ => verdict(ok).to_string(),
+    }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "**met**"
+    } else {
+        "**not met**"
+    }
+}
 
 /// The targets of the benchmark issue, each met or not; a target that compares two CPU
 /// figures whose ranges over the rounds overlap is neither: the two are level. With one round
 /// there is no range, and such a target gets no verdict.
-pub fn targets(plan: &Plan, runs: &Runs) -> String {
+pub fn targets(plan: &Plan, runs: &Runs, message: &MessageRuns) -> String {
     let mut md = String::from("\n## Targets\n\n");
     let cpu = |m: &Measured| m.cpu_us;
     let epoll = Server::Rawloop(BackendName("epoll"));
     let med = |cell: Cell, s: Server| summary(runs, plan.rounds, cell, s, cpu).map(|x| x.0);
-    let verdict = |ok: bool| if ok { "**met**" } else { "**not met**" };
-    // The verdict on the CPU time of `s` in `cell` against that of `than` in `than_cell`,
-    // named `other`: met or not by `ok`, unless their ranges over the rounds overlap, which
-    // puts the ratio inside the run-to-run spread. One round measures no spread.
+    let cpu_range = |cell: Cell, s: Server| range(runs, plan.rounds, cell, s, cpu);
+    // The verdict on the CPU time of `s` in `cell` against that of `than` in `than_cell`.
     let compared = |ok: bool, cell: Cell, s: Server, than_cell: Cell, than: Server, other: &str| {
-        if plan.rounds < 2 {
-            return "**no verdict** (one round measures no run-to-run spread)".to_string();
-        }
-        let spread = |cell: Cell, s: Server| range(runs, plan.rounds, cell, s, cpu);
-        match (spread(cell, s), spread(than_cell, than)) {
-            (Some((lo, hi)), Some((other_lo, other_hi))) if lo <= other_hi && other_lo <= hi => {
-                format!(
-                    "**level with {other}** (the ratio is inside the run-to-run spread: \
-                     {lo:.2}–{hi:.2} µs vs {other_lo:.2}–{other_hi:.2} µs)"
-                )
-            }
-            _ => verdict(ok).to_string(),
-        }
+        compared_verdict(
+            plan.rounds,
+            ok,
+            cpu_range(cell, s),
+            cpu_range(than_cell, than),
+            other,
+        )
     };
     let first_idle = plan.idle.first().copied().unwrap_or(0);
     for &size in &plan.sizes {
-        let cell = Cell {
-            size,
-            active: 50,
-            idle: first_idle,
-        };
+        let cell = Cell::new(size, 50, first_idle);
         if let (Some(e), Some(m)) = (med(cell, epoll), med(cell, Server::Mio)) {
             let _ = writeln!(
                 md,
@@ -58,16 +84,8 @@ pub fn targets(plan: &Plan, runs: &Runs) -> String {
         if hi > lo {
             for &size in &plan.sizes {
                 for &active in &plan.active {
-                    let without = Cell {
-                        size,
-                        active,
-                        idle: lo,
-                    };
-                    let with = Cell {
-                        size,
-                        active,
-                        idle: hi,
-                    };
+                    let without = Cell::new(size, active, lo);
+                    let with = Cell::new(size, active, hi);
                     let (a, b) = (med(without, epoll), med(with, epoll));
                     if let (Some(a), Some(b)) = (a, b) {
                         let _ = writeln!(
@@ -88,11 +106,7 @@ pub fn targets(plan: &Plan, runs: &Runs) -> String {
         }
     }
     for &size in &plan.sizes {
-        let cell = Cell {
-            size,
-            active: 50,
-            idle: first_idle,
-        };
+        let cell = Cell::new(size, 50, first_idle);
         if let Some(x) = syscalls_per_message(runs, plan.rounds, cell, epoll) {
             let _ = writeln!(
                 md,
@@ -109,11 +123,7 @@ pub fn targets(plan: &Plan, runs: &Runs) -> String {
         }
         for &size in &plan.sizes {
             for &active in &plan.active {
-                let cell = Cell {
-                    size,
-                    active,
-                    idle: first_idle,
-                };
+                let cell = Cell::new(size, active, first_idle);
                 if let (Some(x), Some(e)) = (med(cell, s), med(cell, epoll)) {
                     let _ = writeln!(
                         md,
@@ -129,5 +139,170 @@ pub fn targets(plan: &Plan, runs: &Runs) -> String {
             }
         }
     }
+    md.push_str(&one_connection(plan, runs));
+    md.push_str(&order_targets(plan, runs));
+    md.push_str(&message_targets(plan, runs, message));
+    md
+}
+
+/// Issue 13, target 2: rawloop-epoll at one connection, against mio.
+fn one_connection(plan: &Plan, runs: &Runs) -> String {
+    let mut md = String::new();
+    let epoll = Server::Rawloop(BackendName("epoll"));
+    let idle = plan.idle.first().copied().unwrap_or(0);
+    let cpu = |m: &Measured| m.cpu_us;
+    for &size in &plan.sizes {
+        let cell = Cell::new(size, 1, idle);
+        let what = format!(
+            "- rawloop-epoll CPU per request ≤ 1.03× mio's at one connection, {}{}",
+            size_name(size),
+            if idle == 0 {
+                String::new()
+            } else {
+                format!(", {} idle", thousands(idle))
+            }
+        );
+        let e = summary(runs, plan.rounds, cell, epoll, cpu);
+        let m = summary(runs, plan.rounds, cell, Server::Mio, cpu);
+        let _ = match (e, m) {
+            (Some((e, same_round)), Some((m, _))) => writeln!(
+                md,
+                "{what}: {e:.2} µs vs {m:.2} µs ({:.2}×; {:.2}× in the same round): {}",
+                e / m,
+                same_round.unwrap_or(f64::NAN),
+                compared_verdict(
+                    plan.rounds,
+                    e <= 1.03 * m,
+                    range(runs, plan.rounds, cell, epoll, cpu),
+                    range(runs, plan.rounds, cell, Server::Mio, cpu),
+                    "mio"
+                )
+            ),
+            _ if !plan.active.contains(&1) => writeln!(
+                md,
+                "{what}: not measured (the matrix has no active = 1 cell in this run)"
+            ),
+            _ => writeln!(md, "{what}: not measured (failed runs; see the tables)"),
+        };
+    }
+    md
+}
+
+/// Issue 13, target 1: rawloop-poll and rawloop-select at 10 active + 10,000 idle
+/// connections opened idle first, in CPU per request, with the tail and the other order
+/// beside it.
+fn order_targets(plan: &Plan, runs: &Runs) -> String {
+    let mut md = String::new();
+    let cells = order_cells(plan);
+    let cpu = |m: &Measured| m.cpu_us;
+    let p99 = |m: &Measured| m.p99;
+    for name in ["poll", "select"] {
+        let s = Server::Rawloop(BackendName(name));
+        if !plan.servers.contains(&s) {
+            continue;
+        }
+        let what = format!(
+            "- rawloop-{name} ≤ {ORDER_TARGET_US:.0} µs CPU per request at {ORDER_ACTIVE} active + {} idle, idle first",
+            thousands(ORDER_IDLE)
+        );
+        let (Some(&idle_first), Some(&active_first)) = (
+            cells.iter().find(|c| c.order == Order::IdleFirst),
+            cells.iter().find(|c| c.order == Order::ActiveFirst),
+        ) else {
+            let _ = writeln!(md, "{what}: not measured (`--no-order`)");
+            continue;
+        };
+        let Some((x, _)) = summary(runs, plan.rounds, idle_first, s, cpu) else {
+            let _ = writeln!(md, "{what}: not measured (failed runs; see the tables)");
+            continue;
+        };
+        let (lo, hi) = range(runs, plan.rounds, idle_first, s, cpu).unwrap_or((x, x));
+        let tail = summary(runs, plan.rounds, idle_first, s, p99)
+            .map_or("–".into(), |(v, _)| fmt_value(v));
+        let other = summary(runs, plan.rounds, active_first, s, cpu)
+            .map_or("not measured".into(), |(v, _)| {
+                format!("{} µs", fmt_value(v))
+            });
+        let note = if plan.rounds < 2 {
+            " (one round)"
+        } else if lo <= ORDER_TARGET_US && ORDER_TARGET_US < hi {
+            " (the median; the range over the rounds straddles the target)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            md,
+            "{what}: {} µs (range {}–{}; p99 {tail} µs; active first: {other}): {}{note}",
+            fmt_value(x),
+            fmt_value(lo),
+            fmt_value(hi),
+            verdict(x <= ORDER_TARGET_US)
+        );
+    }
+    md
+}
+
+/// The CPU per request at 10 active + 10,000 idle that poll and select must reach.
+const ORDER_TARGET_US: f64 = 130.0;
+
+/// Issue 13, target 4: app_server one request per connection against the floor, and with
+/// keep-alive against echo_server.
+fn message_targets(plan: &Plan, runs: &Runs, message: &MessageRuns) -> String {
+    let mut md = String::new();
+    let app = MessageServer::App(BackendName("epoll"));
+    let floor_line =
+        "- app_server (epoll) one request per connection ≤ 1.05× the floor's CPU per request";
+    let echo_line = "- app_server (epoll) keep-alive within 10% of echo_server's CPU per request at 50 connections, 64 B";
+    let (messages, floor_skipped) = match message {
+        MessageRuns::Skipped(why) => {
+            let _ = writeln!(md, "{floor_line}: not measured ({why})");
+            let _ = writeln!(md, "{echo_line}: not measured ({why})");
+            return md;
+        }
+        MessageRuns::Ran(m, floor_skipped) => (m, floor_skipped),
+    };
+    let cpu = |m: &Measured| m.cpu_us;
+    let figures = |s: MessageServer, keep_alive: bool| {
+        let v = message_values(messages, s, keep_alive, cpu);
+        Some((median(v.clone())?, spread(&v)))
+    };
+
+    let _ = match (figures(app, false), figures(MessageServer::Floor, false)) {
+        (Some((a, a_range)), Some((f, f_range))) => writeln!(
+            md,
+            "{floor_line}: {a:.2} µs vs {f:.2} µs ({:.2}×; {:.2}× in the same round): {}",
+            a / f,
+            message_ratio(messages, app, false, MessageServer::Floor, cpu).unwrap_or(f64::NAN),
+            compared_verdict(plan.rounds, a <= 1.05 * f, a_range, f_range, "the floor")
+        ),
+        _ => writeln!(
+            md,
+            "{floor_line}: not measured ({})",
+            floor_skipped
+                .clone()
+                .unwrap_or_else(|| "failed runs; see the table".into())
+        ),
+    };
+
+    let echo = Cell::new(64, 50, 0);
+    let epoll = Server::Rawloop(BackendName("epoll"));
+    let echo_figures = summary(runs, plan.rounds, echo, epoll, cpu)
+        .map(|(v, _)| (v, range(runs, plan.rounds, echo, epoll, cpu)));
+    let _ = match (figures(app, true), echo_figures) {
+        (Some((a, a_range)), Some((e, e_range))) => writeln!(
+            md,
+            "{echo_line}: {a:.2} µs vs {e:.2} µs ({:+.1}%): {}",
+            (a / e - 1.0) * 100.0,
+            compared_verdict(plan.rounds, a <= 1.10 * e, a_range, e_range, "echo_server")
+        ),
+        (None, _) => writeln!(
+            md,
+            "{echo_line}: not measured (app_server failed; see the table)"
+        ),
+        (_, None) => writeln!(
+            md,
+            "{echo_line}: not measured (no rawloop-epoll figure at 64 B, 50 active, 0 idle)"
+        ),
+    };
     md
 }

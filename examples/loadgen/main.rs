@@ -3,7 +3,10 @@
 //!
 //! It opens `--idle` connections first and leaves them open (each is first checked with a
 //! one-byte echo, so the server has really accepted and registered it), then `--connections`
-//! active ones. Each active connection runs a closed loop: send one request, wait until the
+//! active ones; with `--active-first` the active ones first (each has had a reply before the
+//! first idle one connects), then the idle ones, still each checked before the warmup. The
+//! order is the server's registration order, which is the order select(2) and poll(2) scan
+//! the fds in. Each active connection runs a closed loop: send one request, wait until the
 //! whole reply is back, send the next. After `--warmup` seconds it measures for
 //! `--duration` seconds: requests completed, their latency (first byte sent to last byte
 //! received, in an HDR histogram), and the CPU time the server process used meanwhile
@@ -34,6 +37,7 @@
 
 mod connection;
 mod report;
+mod setup;
 mod workload;
 
 use std::io::{self, Read};
@@ -63,9 +67,14 @@ struct Args {
     /// Active connections, each with one request in flight at a time.
     #[arg(long, default_value_t = 50)]
     connections: usize,
-    /// Extra connections opened first and held open without traffic (echo mode only).
+    /// Extra connections held open without traffic (echo mode only), opened before the
+    /// active ones unless `--active-first`.
     #[arg(long, default_value_t = 0)]
     idle: usize,
+    /// Open the active connections first (each has had a reply before the first idle one
+    /// connects), then the idle ones; by default the idle ones come first.
+    #[arg(long)]
+    active_first: bool,
     /// Bytes per echo request.
     #[arg(long, default_value_t = 64)]
     size: usize,
@@ -183,41 +192,15 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     };
     let mut events = Events::with_capacity(1024);
 
-    // Idle connections: at most BATCH connecting at a time, so the listen backlog holds them.
-    const BATCH: usize = 64;
+    // Idle first (the default), so that the active connections come last in the server's
+    // registration order; or, with --active-first, the active ones first.
     let setup_end = Instant::now() + setup_timeout;
-    let mut opened = 0;
-    loop {
-        let parked = gen.count(Role::Idle, ConnState::Parked);
-        if parked == args.idle {
-            break;
-        }
-        let in_flight = opened - parked;
-        for _ in 0..(BATCH - in_flight).min(args.idle - opened) {
-            gen.connect(Role::Idle, None)?;
-            opened += 1;
-        }
-        if Instant::now() > setup_end {
-            return fail(format!(
-                "only {parked} of {} idle connections were open and answering after {setup_timeout:?}",
-                args.idle
-            ));
-        }
-        gen.turn(&mut events, Duration::from_millis(100))?;
-    }
-    let idle_slots = gen.conns.len();
-
-    // Active connections; the warmup starts when the last one is connected.
-    for _ in 0..args.connections {
-        gen.connect(Role::Active, None)?;
-    }
-    while gen.count(Role::Active, ConnState::Connecting) > 0 {
-        if Instant::now() > setup_end {
-            return fail(format!(
-                "active connections not established after {setup_timeout:?}"
-            ));
-        }
-        gen.turn(&mut events, Duration::from_millis(100))?;
+    if args.active_first {
+        setup::open_active(&mut gen, &mut events, args.connections, true, setup_end)?;
+        setup::open_idle(&mut gen, &mut events, args.idle, setup_end)?;
+    } else {
+        setup::open_idle(&mut gen, &mut events, args.idle, setup_end)?;
+        setup::open_active(&mut gen, &mut events, args.connections, false, setup_end)?;
     }
 
     let warmup_end = Instant::now() + warmup;
@@ -248,16 +231,21 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
 
     // Drain: no new requests; every request in flight must finish, and every byte check.
     gen.phase = Phase::Drain;
-    for slot in idle_slots..gen.conns.len() {
+    for slot in 0..gen.conns.len() {
         let conn = &gen.conns[slot];
-        if conn.state == ConnState::Busy && conn.sent == 0 && conn.received == 0 {
+        if conn.role == Role::Active
+            && conn.state == ConnState::Busy
+            && conn.sent == 0
+            && conn.received == 0
+        {
             gen.park(slot)?;
         }
     }
     let drain_end = Instant::now() + drain_timeout;
-    while gen.conns[idle_slots..]
+    while gen
+        .conns
         .iter()
-        .any(|c| c.state != ConnState::Parked)
+        .any(|c| c.role == Role::Active && c.state != ConnState::Parked)
     {
         if Instant::now() > drain_end {
             return fail(format!(
@@ -268,7 +256,10 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     }
 
     // The idle connections must still be open: nothing to read, no end of stream.
-    for (slot, conn) in gen.conns[..idle_slots].iter_mut().enumerate() {
+    for (slot, conn) in gen.conns.iter_mut().enumerate() {
+        if conn.role != Role::Idle {
+            continue;
+        }
         match conn.stream.read(&mut gen.buf) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Ok(0) => return fail(format!("idle connection {slot} was closed by the server")),

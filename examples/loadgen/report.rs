@@ -61,6 +61,7 @@ pub fn to_json(
         "keep_alive": workload.keep_alive(),
         "connections": args.connections,
         "idle": args.idle,
+        "active_first": args.active_first,
         "size": match args.mode { Mode::Echo => args.size, Mode::Message => workload.request(0, 0).len() },
         "seconds": secs,
         "requests": t.measured,
