@@ -157,15 +157,17 @@ fn out_of_fds_pauses_then_serves_every_client<S: Selector + 'static>() {
         return;
     }
     let port = common::free_port();
-    let mut server = Command::new("prlimit")
-        .arg("--nofile=64")
-        .arg(common::example_bin("echo_server"))
-        .args(["--backend", common::backend_name::<S>(), "127.0.0.1"])
-        .arg(port.to_string())
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = common::ChildGuard(
+        Command::new("prlimit")
+            .arg("--nofile=64")
+            .arg(common::example_bin("echo_server"))
+            .args(["--backend", common::backend_name::<S>(), "127.0.0.1"])
+            .arg(port.to_string())
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let probe = common::connect_retrying(port);
     drop(probe);
     thread::sleep(Duration::from_millis(100));
@@ -222,8 +224,8 @@ fn out_of_fds_pauses_then_serves_every_client<S: Selector + 'static>() {
         baseline,
         "the server's fd count is back"
     );
-    common::send_signal(&server, rawloop::Signal::SIGTERM);
-    let status = common::wait_exit(&mut server, Duration::from_secs(15));
+    common::send_signal(&server.0, rawloop::Signal::SIGTERM);
+    let status = common::wait_exit(&mut server.0, Duration::from_secs(15));
     assert!(status.success(), "{status}");
 }
 

@@ -14,12 +14,14 @@ use nix::sys::signal::Signal;
 
 fn nested_loop_serves_both_and_stops(program: &str, signal: Signal) {
     let port = common::free_port_pair();
-    let mut child = Command::new(common::example_bin(program))
-        .args(["127.0.0.1", &port.to_string()])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = common::ChildGuard(
+        Command::new(common::example_bin(program))
+            .args(["127.0.0.1", &port.to_string()])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let payload: Arc<Vec<u8>> = Arc::new((0..1 << 20).map(|i: u32| (i % 251) as u8).collect());
     for (which, port) in [("rawloop", port), ("host", port + 1)] {
         // Several connections at once, so that both loops interleave their work.
@@ -35,8 +37,8 @@ fn nested_loop_serves_both_and_stops(program: &str, signal: Signal) {
             assert!(back == *payload, "{program}: the {which} echo differs");
         }
     }
-    common::send_signal(&child, signal);
-    let status = common::wait_exit(&mut child, Duration::from_secs(15));
+    common::send_signal(&child.0, signal);
+    let status = common::wait_exit(&mut child.0, Duration::from_secs(15));
     assert!(status.success(), "{program}: {status}");
 }
 

@@ -33,7 +33,7 @@ fn open_fds(pid: u32) -> usize {
         .count()
 }
 
-fn start(program: &str, args: &[&str], prlimit: Option<u32>) -> (std::process::Child, u16) {
+fn start(program: &str, args: &[&str], prlimit: Option<u32>) -> (common::ChildGuard, u16) {
     let port = common::free_port();
     let mut command = match prlimit {
         Some(n) => {
@@ -44,22 +44,24 @@ fn start(program: &str, args: &[&str], prlimit: Option<u32>) -> (std::process::C
         }
         None => Command::new(common::example_bin(program)),
     };
-    let child = command
-        .args(args)
-        .args(["127.0.0.1", &port.to_string()])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = common::ChildGuard(
+        command
+            .args(args)
+            .args(["127.0.0.1", &port.to_string()])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     drop(common::connect_retrying(port));
     (child, port)
 }
 
-fn stop(mut child: std::process::Child) -> String {
-    common::send_signal(&child, Signal::SIGTERM);
-    common::send_signal(&child, Signal::SIGTERM);
-    let status = common::wait_exit(&mut child, Duration::from_secs(15));
+fn stop(mut child: common::ChildGuard) -> String {
+    common::send_signal(&child.0, Signal::SIGTERM);
+    common::send_signal(&child.0, Signal::SIGTERM);
+    let status = common::wait_exit(&mut child.0, Duration::from_secs(15));
     assert!(status.success(), "{status}");
     let mut stderr = String::new();
     child

@@ -39,11 +39,13 @@ fn readme_code_is_the_example() {
 #[test]
 fn readme_server_echoes_four_mib_to_a_slow_reader_and_stops_gracefully() {
     let port = common::free_port();
-    let mut server = Command::new(common::example_bin("readme_echo"))
-        .arg(port.to_string())
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = common::ChildGuard(
+        Command::new(common::example_bin("readme_echo"))
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut stream = common::connect_retrying(port);
     let message: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 251) as u8).collect();
     let writer = {
@@ -69,13 +71,13 @@ fn readme_server_echoes_four_mib_to_a_slow_reader_and_stops_gracefully() {
         }
         if !signalled && echoed.len() >= 1 << 20 {
             // Mid-echo: the server must finish this connection before it exits.
-            common::send_signal(&server, Signal::SIGTERM);
+            common::send_signal(&server.0, Signal::SIGTERM);
             signalled = true;
         }
     }
     writer.join().unwrap();
     assert_eq!(echoed.len(), message.len());
     assert!(echoed == message, "the echo differs from what was sent");
-    let status = common::wait_exit(&mut server, Duration::from_secs(15));
+    let status = common::wait_exit(&mut server.0, Duration::from_secs(15));
     assert!(status.success(), "{status}");
 }

@@ -71,21 +71,23 @@ fn a_signal_has_one_watcher_at_a_time<S: Selector>() {
 }
 
 /// Starts example `name` on backend `S` with `args`, and waits until it accepts.
-fn start_server<S: Selector>(name: &str, args: &[&str]) -> (std::process::Child, u16) {
+fn start_server<S: Selector>(name: &str, args: &[&str]) -> (common::ChildGuard, u16) {
     let port = common::free_port();
-    let child = Command::new(common::example_bin(name))
-        .args(["--backend", common::backend_name::<S>()])
-        .args(args)
-        .args(["127.0.0.1", &port.to_string()])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = common::ChildGuard(
+        Command::new(common::example_bin(name))
+            .args(["--backend", common::backend_name::<S>()])
+            .args(args)
+            .args(["127.0.0.1", &port.to_string()])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     drop(common::connect_retrying(port));
     (child, port)
 }
 
-fn stdout_of(mut child: std::process::Child) -> String {
+fn stdout_of(mut child: common::ChildGuard) -> String {
     let mut out = String::new();
     child
         .stdout
@@ -115,7 +117,7 @@ fn sigterm_under_load_finishes_every_echo_and_exits_zero<S: Selector>() {
         })
         .collect();
     thread::sleep(Duration::from_millis(100));
-    common::send_signal(&server, Signal::SIGTERM);
+    common::send_signal(&server.0, Signal::SIGTERM);
     thread::sleep(Duration::from_millis(100));
     let late = TcpStream::connect(("127.0.0.1", port));
     assert!(late.is_err(), "the listener closed at the signal");
@@ -143,7 +145,7 @@ fn sigterm_under_load_finishes_every_echo_and_exits_zero<S: Selector>() {
     for worker in workers {
         worker.join().unwrap();
     }
-    let status = common::wait_exit(&mut server, Duration::from_secs(15));
+    let status = common::wait_exit(&mut server.0, Duration::from_secs(15));
     assert!(status.success(), "{status}");
     assert!(stdout_of(server).contains("shutting down"));
 }
@@ -156,15 +158,15 @@ fn second_signal_stops_at_once<S: Selector>() {
     open.write_all(b"still here").unwrap();
     let mut buf = [0u8; 10];
     open.read_exact(&mut buf).unwrap();
-    common::send_signal(&server, Signal::SIGTERM);
+    common::send_signal(&server.0, Signal::SIGTERM);
     thread::sleep(Duration::from_millis(300));
     assert!(
         server.try_wait().unwrap().is_none(),
         "waiting for the open connection"
     );
     let started = Instant::now();
-    common::send_signal(&server, Signal::SIGTERM);
-    let status = common::wait_exit(&mut server, Duration::from_secs(10));
+    common::send_signal(&server.0, Signal::SIGTERM);
+    let status = common::wait_exit(&mut server.0, Duration::from_secs(10));
     assert!(status.success(), "{status}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
@@ -187,7 +189,7 @@ fn app_server_answers_accepted_requests_at_shutdown<S: Selector>() {
         })
         .collect();
     thread::sleep(Duration::from_millis(200));
-    common::send_signal(&server, Signal::SIGTERM);
+    common::send_signal(&server.0, Signal::SIGTERM);
     thread::sleep(Duration::from_millis(100));
     for mut s in clients {
         s.write_all(&frame[frame.len() - 1..]).unwrap();
@@ -201,7 +203,7 @@ fn app_server_answers_accepted_requests_at_shutdown<S: Selector>() {
             "{\"result\": \"Follow the white rabbit. \u{1f430}\"}".as_bytes()
         );
     }
-    let status = common::wait_exit(&mut server, Duration::from_secs(15));
+    let status = common::wait_exit(&mut server.0, Duration::from_secs(15));
     assert!(status.success(), "{status}");
 }
 

@@ -568,3 +568,29 @@ pub fn frame(header: &[u8], content: &[u8]) -> Vec<u8> {
 }
 
 pub mod programs;
+
+/// A child process that is killed (and reaped) when the guard drops: a test that fails
+/// half-way leaves no server running behind it.
+pub struct ChildGuard(pub std::process::Child);
+
+impl std::ops::Deref for ChildGuard {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ChildGuard {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
