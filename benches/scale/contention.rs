@@ -129,6 +129,84 @@ fn traced_run(env: &Env, plan: &Plan, config: Config) -> Result<Traced, String> 
     })
 }
 
+/// Where the kernel lock contention of rawloop's worker threads comes from: `perf record -a -g
+/// -e lock:contention_begin` during a load of `--threads 2`, each sample of the server's
+/// threads attributed to the first function on its stack outside the lock's own code.
+#[derive(Clone, Debug, Default)]
+pub struct Attribution {
+    pub samples: u64,
+    /// (function, samples), most first.
+    pub sites: Vec<(String, u64)>,
+}
+
+fn lock_internal(sym: &str) -> bool {
+    [
+        "spin_lock",
+        "mutex_lock",
+        "rwsem",
+        "down_read",
+        "down_write",
+        "lock_acquire",
+    ]
+    .iter()
+    .any(|k| sym.contains(k))
+}
+
+pub fn attribute(env: &Env, plan: &Plan) -> Result<Attribution, String> {
+    let mut running = start(env, Config::Threads(2))?;
+    let root = running.guard.pid();
+    let threads: std::collections::BTreeSet<u32> = tree(root).into_iter().collect();
+    let data = env.scratch.join("lock.data");
+    let seconds = plan.warmup + plan.duration.min(3.0);
+    let mut cmd = Command::new("perf");
+    cmd.args(["record", "-a", "-g", "-e", "lock:contention_begin", "-o"])
+        .arg(&data)
+        .args(["--", "sleep", &format!("{seconds}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut perf = Guard::spawn(cmd, "perf record")?;
+    let load = echo_load(plan, 50, plan.warmup, plan.duration.min(3.0));
+    let report = run_loadgen(env, running.port, root, &load);
+    let recorded = perf.wait(Duration::from_secs_f64(seconds + 30.0));
+    let _ = running.guard.stop(libc::SIGTERM, Duration::from_secs(15));
+    report?;
+    let status = recorded?;
+    if !status.success() {
+        return Err(format!("perf record failed ({status})"));
+    }
+    let script = Command::new("perf")
+        .args(["script", "-F", "comm,pid,tid,ip,sym", "-i"])
+        .arg(&data)
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| format!("perf script: {e}"))?;
+    let text = String::from_utf8_lossy(&script.stdout);
+    let mut sites: BTreeMap<String, u64> = BTreeMap::new();
+    let mut samples = 0;
+    // Samples are blank-line separated: "comm pid/tid", then one "\taddr sym" line per frame.
+    for sample in text.split("\n\n") {
+        let mut lines = sample.lines().filter(|l| !l.trim().is_empty());
+        let Some(head) = lines.next() else { continue };
+        let pid = head
+            .split_whitespace()
+            .find_map(|f| f.split_once('/'))
+            .and_then(|(p, _)| p.parse::<u32>().ok());
+        if !pid.is_some_and(|p| threads.contains(&p)) {
+            continue;
+        }
+        samples += 1;
+        let site = lines
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .find(|sym| !lock_internal(sym))
+            .unwrap_or("[unknown]");
+        *sites.entry(site.to_string()).or_default() += 1;
+    }
+    let mut sites: Vec<(String, u64)> = sites.into_iter().collect();
+    sites.sort_by_key(|s| std::cmp::Reverse(s.1));
+    Ok(Attribution { samples, sites })
+}
+
 pub fn check(env: &Env, plan: &Plan) -> Results {
     configs()
         .into_iter()

@@ -202,6 +202,20 @@ fn run(args: &Args) -> Result<(), String> {
     } else {
         Some(contention::check(&env, &plan))
     };
+    let attribution = if args.no_contention {
+        None
+    } else {
+        let a = contention::attribute(&env, &plan);
+        match &a {
+            Ok(a) => eprintln!(
+                "perf record: {} kernel lock contentions in rawloop --threads 2's threads, most at {:?}",
+                a.samples,
+                a.sites.iter().take(4).collect::<Vec<_>>()
+            ),
+            Err(e) => eprintln!("perf record: {e}"),
+        }
+        Some(a)
+    };
 
     let md = report::report(&report::Inputs {
         plan: &plan,
@@ -217,6 +231,7 @@ fn run(args: &Args) -> Result<(), String> {
         runs: &runs,
         accept: accept.as_ref(),
         contention: contention.as_ref(),
+        attribution: attribution.as_ref(),
     });
     println!("{md}");
     let results = args.out.join("results.md");
@@ -225,6 +240,10 @@ fn run(args: &Args) -> Result<(), String> {
         "echo": echo::raw(&runs),
         "accept": accept.as_ref().map(accept::raw),
         "contention": contention.as_ref().map(contention::raw),
+        "lock_sites": attribution.as_ref().map(|a| match a {
+            Ok(a) => serde_json::json!({ "samples": a.samples, "sites": a.sites }),
+            Err(e) => serde_json::json!({ "error": e }),
+        }),
     });
     fs::write(
         args.out.join("runs.json"),

@@ -75,6 +75,7 @@ pub struct Inputs<'a> {
     pub runs: &'a Runs,
     pub accept: Option<&'a accept::Results>,
     pub contention: Option<&'a contention::Results>,
+    pub attribution: Option<&'a Result<contention::Attribution, String>>,
 }
 
 pub fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -213,6 +214,9 @@ pub fn report(i: &Inputs<'_>) -> String {
         md.push_str(&accept_section(plan, a));
     }
     md.push_str(&lock_section(plan, i.contention));
+    if let Some(a) = i.attribution {
+        md.push_str(&lock_sites(a));
+    }
     md
 }
 
@@ -339,6 +343,119 @@ fn echo_section(i: &Inputs<'_>) -> String {
                     ca / cb
                 );
             }
+        }
+    }
+    md.push_str(&observations(i));
+    md
+}
+
+/// What the echo figures say beyond the tables, each statement only where the figures bear it
+/// out.
+fn observations(i: &Inputs<'_>) -> String {
+    let (plan, runs, rounds) = (i.plan, i.runs, i.plan.rounds);
+    let mut md = String::from("\n### Reading the echo figures\n\n");
+    let med = |conns: usize, c: Config, f: fn(&Measured) -> f64| {
+        median(values(runs, rounds, conns, c, f))
+    };
+    // Run-to-run noise: each cell's range over its median.
+    if rounds > 1 {
+        let mut cpu = Vec::new();
+        let mut rps = Vec::new();
+        for &conns in &plan.connections {
+            for &c in i.configs {
+                for (out, f) in [
+                    (&mut cpu, (|m: &Measured| m.cpu_us) as fn(&Measured) -> f64),
+                    (&mut rps, |m: &Measured| m.rps),
+                ] {
+                    if let Some((m, lo, hi)) = spread(values(runs, rounds, conns, c, f)) {
+                        out.push((hi - lo) / m * 100.0);
+                    }
+                }
+            }
+        }
+        let top = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+        if let (Some(c), Some(r)) = (median(cpu.clone()), median(rps.clone())) {
+            let _ = writeln!(
+                md,
+                "- **Noise.** The same configuration's CPU per request varied between rounds by a \
+                 median {c:.0}% of its median (up to {:.0}%), its requests/s by {r:.0}% (up to \
+                 {:.0}%). Differences between configurations smaller than that are not findings \
+                 on this machine.",
+                top(&cpu),
+                top(&rps)
+            );
+        }
+    }
+    let first = plan.connections.first().copied().unwrap_or(50);
+    // Idle cores with two reactors.
+    if let (Some(b1), Some(b2), Some(s1), Some(s2)) = (
+        med(first, Config::Threads(1), |m| m.machine.busy),
+        med(first, Config::Threads(2), |m| m.machine.busy),
+        med(first, Config::Threads(1), |m| m.switches_per_request),
+        med(first, Config::Threads(2), |m| m.switches_per_request),
+    ) {
+        if b2 < b1 - 0.1 {
+            let tokio = med(first, Config::TokioWorkers(2), |m| m.machine.busy);
+            let _ = writeln!(
+                md,
+                "- **Two reactors leave the cores idle at {first} connections.** With one reactor \
+                 the server and the load generator kept {b1:.2} of the 2 cores busy; with two, \
+                 {b2:.2}{}. Three runnable threads on two cores take turns: the reactors run out of \
+                 ready connections, sleep and are woken ({s2:.2} context switches per request \
+                 against {s1:.2}), and the closed loop waits on those wake-ups (a wake-up on the \
+                 other CPU is an interrupt, which on a virtual machine also costs an exit to the \
+                 hypervisor). So \
+                 requests/s falls with a second reactor here; this is the machine, not the \
+                 reactor's design, and it says nothing about scaling on a machine with a core per \
+                 reactor.",
+                tokio.map_or(String::new(), |t| format!(
+                    " (tokio with 2 workers: {t:.2})"
+                ))
+            );
+        }
+    }
+    // Tail latency without work stealing.
+    if let (Some(r), Some(t)) = (
+        med(first, Config::Threads(2), |m| m.p99),
+        med(first, Config::TokioWorkers(2), |m| m.p99),
+    ) {
+        if r > 1.5 * t {
+            let _ = writeln!(
+                md,
+                "- **p99 on 2 threads: {} µs for rawloop against {} µs for tokio at {first} \
+                 connections.** The likely cause: when the scheduler runs the load generator in place \
+                 of one reactor, that reactor's connections wait for its next time slice, because \
+                 reactors that share nothing cannot serve each other's connections, while tokio's \
+                 workers steal each other's tasks. That is the price of no shared state on an \
+                 oversubscribed machine; with a core per reactor (and the load elsewhere) it should \
+                 not arise, which this machine cannot show.",
+                fmt_value(r),
+                fmt_value(t)
+            );
+        }
+    }
+    // Worker processes' spread.
+    let shares = |c: Config| -> Vec<f64> {
+        runs.iter()
+            .filter(|((_, _, k), _)| *k == c)
+            .filter_map(|(_, o)| o.as_ref().ok())
+            .map(|m| m.top_shares.0 * 100.0)
+            .collect()
+    };
+    if let (Some((p, _, pmax)), Some((t, _, tmax))) = (
+        spread(shares(Config::Processes(2))),
+        spread(shares(Config::Threads(2))),
+    ) {
+        if pmax > tmax + 10.0 {
+            let _ = writeln!(
+                md,
+                "- **Worker processes spread connections unevenly.** With `--processes 2` the \
+                 busier worker did a median {p:.0}% of the server's work, {pmax:.0}% in one run; \
+                 with `--threads 2` the busier thread {t:.0}% (at most {tmax:.0}%). The workers \
+                 share one listener registered without EPOLLEXCLUSIVE, and whichever wakes first \
+                 accepts a batch of the load generator's connections (the accept experiment below \
+                 shows the same); the threads each have an SO_REUSEPORT listener."
+            );
         }
     }
     md
@@ -764,5 +881,90 @@ fn lock_section(plan: &Plan, results: Option<&contention::Results>) -> String {
             }
         );
     }
+    md
+}
+
+/// What kind of lock a waiting function takes, for the functions seen in practice.
+fn lock_kind(function: &str) -> Option<&'static str> {
+    if function == "ep_poll_callback" {
+        // Readiness delivered to a socket's epoll: in a worker's stack, the epoll of the peer
+        // its reply reached (the load generator's).
+        Some("receiver")
+    } else if function.starts_with("ep_") || function.contains("epoll") {
+        Some("own")
+    } else if [
+        "schedule",
+        "wake_up",
+        "task_rq",
+        "ttwu",
+        "sched",
+        "enqueue",
+        "dequeue",
+        "load_balance",
+    ]
+    .iter()
+    .any(|k| function.contains(k))
+    {
+        Some("scheduler")
+    } else {
+        None
+    }
+}
+
+fn lock_sites(a: &Result<contention::Attribution, String>) -> String {
+    let mut md = String::from(
+        "\n**Which kernel locks.** `perf record -a -g -e lock:contention_begin` over another run \
+         of rawloop `--threads 2` (50 connections), each contention in the server's threads \
+         attributed to the first function on its stack outside the lock code: ",
+    );
+    let a = match a {
+        Err(e) => {
+            let _ = writeln!(md, "not measured: {e}.");
+            return md;
+        }
+        Ok(a) if a.samples == 0 => {
+            md.push_str("no contention was recorded in the server's threads.\n");
+            return md;
+        }
+        Ok(a) => a,
+    };
+    let pct = |n: u64| n as f64 * 100.0 / a.samples as f64;
+    let shown: Vec<String> = a
+        .sites
+        .iter()
+        .take(8)
+        .map(|(f, n)| format!("`{f}` {:.0}%", pct(*n)))
+        .collect();
+    let _ = write!(
+        md,
+        "{} contentions: {}. ",
+        thousands(a.samples),
+        shown.join(", ")
+    );
+    let of = |kind: &str| -> f64 {
+        a.sites
+            .iter()
+            .filter(|(f, _)| lock_kind(f) == Some(kind))
+            .map(|(_, n)| pct(*n))
+            .sum()
+    };
+    let (own, receiver, sched) = (of("own"), of("receiver"), of("scheduler"));
+    let _ = writeln!(
+        md,
+        "{own:.0}% were on the reactor's own epoll instance (its ready-list lock, taken by its \
+         epoll_wait while the network stack adds its sockets to the ready list as requests \
+         arrive, in softirq context on the other core), {receiver:.0}% in `ep_poll_callback`, the \
+         epoll of the socket a reply reaches (the load generator's, as loopback delivers a reply in \
+         the sender's context), and {sched:.0}% on a CPU's run queue (wake-ups). {}",
+        if own + receiver + sched >= 80.0 {
+            "None of these is a lock the two reactors share: each reactor's epoll is its own, the \
+             load generator's is the load's, and a run queue belongs to a CPU. A lock shared \
+             between reactors would show here as one both workers wait for in the same function \
+             per request (an accept queue, the file table, an allocator arena)."
+        } else {
+            "The rest is listed above; a function both workers wait in per request would be a \
+             lock they share."
+        }
+    );
     md
 }
