@@ -24,7 +24,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::echo::{echo_load, number, run_loadgen, start, Config};
-use crate::procs::{tree, Guard};
+use crate::procs::{tree, Guard, Snapshot};
 use crate::{Env, Plan};
 
 pub const EVENTS: [&str; 6] = [
@@ -51,6 +51,9 @@ pub struct Traced {
     pub threads: BTreeMap<String, BTreeMap<String, u64>>,
     pub exchanges: u64,
     pub rps: f64,
+    /// The two busiest threads' shares of the server's CPU time in the run: with two workers,
+    /// whether both had work.
+    pub top_shares: (f64, f64),
 }
 
 impl Traced {
@@ -96,8 +99,10 @@ fn traced_run(env: &Env, plan: &Plan, config: Config) -> Result<Traced, String> 
             err.trim().lines().next().unwrap_or("")
         ));
     }
+    let before = Snapshot::take(root);
     let load = echo_load(plan, 50, plan.warmup, plan.duration.min(3.0));
     let report = run_loadgen(env, running.port, root, &load);
+    let used = Snapshot::take(root).since(&before);
     let stopped = perf.stop(libc::SIGINT, Duration::from_secs(20));
     let _ = running.guard.stop(libc::SIGTERM, Duration::from_secs(15));
     let report = report?;
@@ -122,10 +127,18 @@ fn traced_run(env: &Env, plan: &Plan, config: Config) -> Result<Traced, String> 
     if threads.is_empty() {
         return Err(format!("no counts in perf's output: {}", text.trim()));
     }
+    let total: f64 = used.threads.iter().map(|t| t.1.max(0.0)).sum();
+    let share = |i: usize| {
+        used.threads
+            .get(i)
+            .filter(|_| total > 0.0)
+            .map_or(0.0, |t| t.1.max(0.0) / total)
+    };
     Ok(Traced {
         threads,
         exchanges: number(&report, "exchanges_total")? as u64,
         rps: number(&report, "requests_per_s")?,
+        top_shares: (share(0), share(1)),
     })
 }
 
@@ -241,6 +254,7 @@ pub fn raw(results: &Results) -> Value {
                             "exchanges": t.exchanges,
                             "requests_per_s": t.rps,
                             "per_thread": t.threads,
+                            "top_two_threads_cpu_share": [t.top_shares.0, t.top_shares.1],
                         }),
                         Err(e) => json!({ "error": e }),
                     },

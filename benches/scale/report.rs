@@ -822,13 +822,16 @@ fn lock_section(plan: &Plan, results: Option<&contention::Results>) -> String {
                     })
                     .collect();
                 notes.push(format!(
-                    "{}: futex calls by thread: {}",
+                    "{}: futex calls by thread: {}; the two busiest threads did {:.0}% and {:.0}% \
+                     of the server's CPU time",
                     config.name(),
                     if by_thread.is_empty() {
                         "none".to_string()
                     } else {
                         by_thread.join(", ")
-                    }
+                    },
+                    t.top_shares.0 * 100.0,
+                    t.top_shares.1 * 100.0
                 ));
             }
             Err(e) => {
@@ -895,7 +898,7 @@ fn lock_kind(function: &str) -> Option<&'static str> {
     } else if [
         "schedule",
         "wake_up",
-        "task_rq",
+        "rq_lock",
         "ttwu",
         "sched",
         "enqueue",
