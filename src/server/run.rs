@@ -51,6 +51,17 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// How many reactors serve: the worker processes, or else the threads.
+    fn workers(&self) -> usize {
+        if self.processes > 0 {
+            self.processes
+        } else {
+            self.threads
+        }
+    }
+}
+
 impl fmt::Debug for Options {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Options")
@@ -85,8 +96,10 @@ macro_rules! common_options {
             }
 
             /// Serves in `n` worker processes forked from this one (Python's `ForkingMixIn`,
-            /// pre-forked), each with its own reactor and the listening socket this process
-            /// bound. This process supervises them: a worker that dies is replaced; SIGTERM
+            /// pre-forked), each with its own reactor and a listening socket of its own that
+            /// this process bound (TCP and UDP: `SO_REUSEPORT`, so the kernel spreads the
+            /// connections; Unix: one shared socket). This process supervises them: a worker
+            /// that dies is replaced by one serving the same socket; SIGTERM
             /// or SIGINT (or [`ServerHandle::shutdown`]) shuts every worker down gracefully and
             /// waits for them. On Linux a worker also gets SIGTERM if this process dies.
             ///
@@ -190,12 +203,10 @@ impl StreamServer {
         let StreamServer { address, options } = self;
         let listeners = match &address {
             StreamAddress::Tcp(addr, listen) => {
-                let copies = if options.processes > 0 {
-                    1
-                } else {
-                    options.threads
-                };
-                bind_tcp(*addr, listen, copies)?
+                // A socket of its own for every thread or worker process (SO_REUSEPORT): the
+                // kernel spreads the connections, nothing is shared, and a worker process that
+                // dies leaves its socket (and its queue) to its replacement.
+                bind_tcp(*addr, listen, options.workers())?
                     .into_iter()
                     .map(StreamListener::Tcp)
                     .collect()
@@ -204,12 +215,9 @@ impl StreamServer {
                 let unix = UnixListenOptions::default().remove_stale(true);
                 let listener = net::listen_unix(path, &unix)
                     .map_err(|e| context(e, &format!("cannot listen on {}", path.display())))?;
-                // One socket shared by every thread (Unix sockets have no SO_REUSEPORT).
-                let copies = if options.processes > 0 {
-                    1
-                } else {
-                    options.threads
-                };
+                // One socket shared by every thread or worker (Unix sockets have no
+                // SO_REUSEPORT).
+                let copies = options.workers();
                 let mut all = Vec::with_capacity(copies);
                 for _ in 1..copies {
                     all.push(StreamListener::Unix(listener.try_clone()?));
@@ -324,9 +332,8 @@ impl BoundStreamServer {
             handle,
         } = self;
         let result = if options.processes > 0 {
-            let listener = listeners.into_iter().next().expect("bound");
-            supervise_processes(&options, &handle, move || {
-                let listener = listener.try_clone()?;
+            supervise_processes(&options, &handle, move |worker| {
+                let listener = listeners[worker].try_clone()?;
                 let make = make.clone();
                 Ok(
                     move |reactor: &mut Reactor<AnySelector>, options: &Options| {
@@ -472,11 +479,7 @@ impl DatagramServer {
     /// Binds the socket(s) now.
     pub fn bind(self) -> io::Result<BoundDatagramServer> {
         let DatagramServer { address, options } = self;
-        let copies = if options.processes > 0 {
-            1
-        } else {
-            options.threads
-        };
+        let copies = options.workers();
         let sockets = match &address {
             DatagramAddress::Udp(addr) => {
                 let udp = UdpOptions::default().reuse_port(copies > 1);
@@ -574,9 +577,8 @@ impl BoundDatagramServer {
             handle,
         } = self;
         let result = if options.processes > 0 {
-            let socket = sockets.into_iter().next().expect("bound");
-            supervise_processes(&options, &handle, move || {
-                let socket = socket.try_clone()?;
+            supervise_processes(&options, &handle, move |worker| {
+                let socket = sockets[worker].try_clone()?;
                 let make = make.clone();
                 Ok(move |reactor: &mut Reactor<AnySelector>, _: &Options| {
                     serve_datagrams(reactor, socket, make)
@@ -820,29 +822,37 @@ fn run_worker(
     reactor.run()
 }
 
-/// What the supervisor of worker processes keeps.
+/// What the supervisor of worker processes keeps: the process serving each worker's socket.
 struct Workers {
-    pids: Vec<Pid>,
+    pids: Vec<Option<Pid>>,
     stopping: bool,
 }
 
-/// Forks `options.processes` workers, each serving what `prepare` gives it, and supervises
-/// them until a shutdown: replaces a worker that dies, and on SIGINT/SIGTERM (or the handle)
-/// passes SIGTERM on to every worker and waits for all of them.
+impl Workers {
+    fn running(&self) -> impl Iterator<Item = Pid> + '_ {
+        self.pids.iter().flatten().copied()
+    }
+}
+
+/// Forks `options.processes` workers, worker `i` serving what `prepare(i)` gives it, and
+/// supervises them until a shutdown: replaces a worker that dies (the replacement serves the
+/// same socket), and on SIGINT/SIGTERM (or the handle) passes SIGTERM on to every worker and
+/// waits for all of them.
 fn supervise_processes<W: Work>(
     options: &Options,
     handle: &ServerHandle,
-    prepare: impl Fn() -> io::Result<W> + 'static,
+    prepare: impl Fn(usize) -> io::Result<W> + 'static,
 ) -> io::Result<()> {
     let mut supervisor = Reactor::with_backend(options.backend)?;
-    let fork_worker = move |options: &Options| -> io::Result<Pid> {
-        let work = prepare()?;
+    let supervisor_pid = Pid::this();
+    let fork_worker = move |options: &Options, worker: usize| -> io::Result<Pid> {
+        let work = prepare(worker)?;
         // SAFETY: the supervisor is single-threaded by the contract of `processes` (it says
         // so), so the child can run on; it never returns into the parent's code (it exits).
         match unsafe { nix::unistd::fork() }? {
             nix::unistd::ForkResult::Parent { child } => Ok(child),
             nix::unistd::ForkResult::Child => {
-                let status = match worker_process(options, work) {
+                let status = match worker_process(options, supervisor_pid, work) {
                     Ok(()) => 0,
                     Err(e) => {
                         log::error!("worker {}: {e}", std::process::id());
@@ -855,8 +865,8 @@ fn supervise_processes<W: Work>(
     };
     let fork_worker = Arc::new(fork_worker);
     let mut pids = Vec::with_capacity(options.processes);
-    for _ in 0..options.processes {
-        pids.push(fork_worker(options)?);
+    for worker in 0..options.processes {
+        pids.push(Some(fork_worker(options, worker)?));
     }
     supervisor.set_data(Workers {
         pids,
@@ -873,19 +883,19 @@ fn supervise_processes<W: Work>(
             };
             let Some(pid) = status.pid() else { continue };
             let workers = cx.data::<Workers>().expect("the supervisor's state");
-            workers.pids.retain(|p| *p != pid);
+            let Some(worker) = workers.pids.iter().position(|p| *p == Some(pid)) else {
+                continue;
+            };
+            workers.pids[worker] = None;
             if workers.stopping {
-                if workers.pids.is_empty() {
+                if workers.running().next().is_none() {
                     cx.stop();
                 }
                 continue;
             }
             log::warn!("worker {pid} ended ({status:?}); starting another");
-            let new = fork_again(&replace_options)?;
-            cx.data::<Workers>()
-                .expect("the supervisor's state")
-                .pids
-                .push(new);
+            let new = fork_again(&replace_options, worker)?;
+            cx.data::<Workers>().expect("the supervisor's state").pids[worker] = Some(new);
         }
         Ok(())
     })?;
@@ -907,23 +917,29 @@ fn stop_workers(cx: &mut Context<'_>, signal: Signal) {
         return;
     };
     workers.stopping = true;
-    for pid in &workers.pids {
-        let _ = kill(*pid, signal);
+    for pid in workers.running() {
+        let _ = kill(pid, signal);
     }
-    if workers.pids.is_empty() {
+    if workers.running().next().is_none() {
         cx.stop();
     }
 }
 
 /// The body of a worker process: a fresh start for signals, then a reactor of its own.
-fn worker_process(options: &Options, work: impl Work) -> io::Result<()> {
+fn worker_process(options: &Options, supervisor: Pid, work: impl Work) -> io::Result<()> {
     crate::signals::reset_after_fork();
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         // If the supervisor dies without telling, the worker is told by the kernel.
         // SAFETY: PR_SET_PDEATHSIG takes a signal number.
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
+        // It may have died between the fork and the prctl: then nobody will tell.
+        if nix::unistd::getppid() != supervisor {
+            return Ok(());
+        }
     }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = supervisor;
     let mut reactor = Reactor::with_backend(options.backend)?;
     work(&mut reactor, options)?;
     reactor.shutdown_on_signals(options.grace)?;
