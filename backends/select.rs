@@ -77,7 +77,7 @@ pub struct Select {
     /// Where the next scan of ready fds starts, so that when more fds are ready than the
     /// events buffer holds, the ones left over are reported first next time.
     scan_from: usize,
-    /// The last wait reported something: the next one first looks without waiting.
+    /// The last wait found several fds ready: the next one first looks without waiting.
     busy: bool,
 }
 
@@ -201,13 +201,16 @@ impl Selector for Select {
     }
 
     /// Waits as select(2) does, with one difference that costs nothing in the answer: after
-    /// a wait that found work, it first looks without waiting.
+    /// a wait that found several fds ready (or a look that found work), it first looks
+    /// without waiting.
     ///
     /// Linux's select registers a wait-queue entry on every fd it checks until it meets a
     /// ready one, and frees them all afterwards; a look with a zero timeout registers none.
     /// With 10,000 idle sockets below the busy ones (opened first, so lower fd numbers) a
     /// waiting call costs about twice a looking one, and under load a look almost always
-    /// finds work. When it finds none, the real wait follows.
+    /// finds work. When it finds none, the real wait follows; after a wait that found a
+    /// single fd ready (a lone busy connection) there is no look, which would cost a scan
+    /// for nothing.
     fn select(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
         while let Some(None) = self.tokens.last() {
             self.tokens.pop();
@@ -219,7 +222,10 @@ impl Selector for Select {
             }
         }
         self.wait(events, timeout)?;
-        self.busy = !events.is_empty();
+        // Look first next time only when this wait found several ready: then more are likely
+        // to be ready when the next one starts. After a single one (a lone busy connection
+        // waiting for its next request), a look would find nothing and cost a whole scan more.
+        self.busy = events.len() > 1;
         Ok(())
     }
 }
