@@ -67,9 +67,10 @@ const MAX_WAIT_SECS: u128 = 100_000_000;
 /// overwrites, and the token of each fd, so that register, reregister and deregister are O(1).
 #[derive(Debug)]
 pub struct Select {
-    /// `tokens[fd]` is the token of `fd`, if registered; its length is `nfds` once trailing
-    /// unregistered fds are trimmed.
-    tokens: Vec<Option<Token>>,
+    /// `tokens[fd]` is the token of `fd`; `fd` is registered when its bit is set in `read` or
+    /// `write` (an interest is never empty). Its length is `nfds` once trailing unregistered
+    /// fds are trimmed. (A plain token, not an `Option`: 8 bytes per fd instead of 16.)
+    tokens: Vec<Token>,
     read: Vec<Word>,
     write: Vec<Word>,
     read_out: Vec<Word>,
@@ -130,9 +131,13 @@ fn check_setsize(fd: RawFd) -> io::Result<()> {
 
 impl Select {
     fn token(&self, fd: RawFd) -> Option<Token> {
-        usize::try_from(fd)
-            .ok()
-            .and_then(|i| self.tokens.get(i).copied().flatten())
+        let fd = usize::try_from(fd).ok()?;
+        let token = *self.tokens.get(fd)?;
+        self.is_registered(fd).then_some(token)
+    }
+
+    fn is_registered(&self, fd: usize) -> bool {
+        is_set(&self.read, fd) || is_set(&self.write, fd)
     }
 
     fn set_interest(&mut self, fd: usize, interest: Interest) {
@@ -167,7 +172,7 @@ impl Selector for Select {
         check_setsize(fd)?;
         let index = fd as usize;
         if self.tokens.len() <= index {
-            self.tokens.resize(index + 1, None);
+            self.tokens.resize(index + 1, Token(0));
         }
         let words = index / WORD_BITS + 1;
         for set in [
@@ -180,7 +185,7 @@ impl Selector for Select {
                 set.resize(words, 0);
             }
         }
-        self.tokens[index] = Some(token);
+        self.tokens[index] = token;
         self.set_interest(index, interest);
         Ok(())
     }
@@ -188,14 +193,13 @@ impl Selector for Select {
     fn reregister(&mut self, fd: RawFd, token: Token, interest: Interest) -> io::Result<()> {
         check_interest(interest)?;
         self.token(fd).ok_or_else(|| not_registered(fd))?;
-        self.tokens[fd as usize] = Some(token);
+        self.tokens[fd as usize] = token;
         self.set_interest(fd as usize, interest);
         Ok(())
     }
 
     fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
         self.token(fd).ok_or_else(|| not_registered(fd))?;
-        self.tokens[fd as usize] = None;
         self.set_interest(fd as usize, Interest::empty());
         Ok(())
     }
@@ -212,7 +216,12 @@ impl Selector for Select {
     /// single fd ready (a lone busy connection) there is no look, which would cost a scan
     /// for nothing.
     fn select(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
-        while let Some(None) = self.tokens.last() {
+        while self
+            .tokens
+            .len()
+            .checked_sub(1)
+            .is_some_and(|last| !self.is_registered(last))
+        {
             self.tokens.pop();
         }
         if self.busy && timeout != Some(Duration::ZERO) {
@@ -261,11 +270,10 @@ impl Select {
                 Ok(ready) => ready as usize,
                 // A registered fd was closed without deregister: report it, as poll does.
                 Err(e) if e.raw_os_error() == Some(libc::EBADF) => {
-                    for (fd, token) in tokens.iter().enumerate() {
-                        if let Some(token) = *token {
-                            if check_open(fd as RawFd).is_err() {
-                                events.push(Event::new(token, Readiness::ERROR));
-                            }
+                    for (fd, &token) in tokens.iter().enumerate() {
+                        let registered = is_set(read, fd) || is_set(write, fd);
+                        if registered && check_open(fd as RawFd).is_err() {
+                            events.push(Event::new(token, Readiness::ERROR));
                         }
                     }
                     return if events.is_empty() { Err(e) } else { Ok(()) };
@@ -283,9 +291,7 @@ impl Select {
                     }
                     let r = readiness(read_out, write_out, fd);
                     ready = ready.saturating_sub(r.bits().count_ones() as usize);
-                    if let Some(token) = tokens[fd] {
-                        events.push(Event::new(token, r));
-                    }
+                    events.push(Event::new(tokens[fd], r));
                     next = fd + 1;
                     true
                 });
