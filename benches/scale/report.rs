@@ -714,15 +714,13 @@ fn recommendation(rounds: usize, results: &accept::Results) -> String {
     let _ = writeln!(
         md,
         "\nWhere one listener is shared — Unix-domain sockets on threads (they have no \
-         SO_REUSEPORT) and worker processes (which share the supervisor's socket), both without \
-         EPOLLEXCLUSIVE today — EPOLLEXCLUSIVE {} ({} context switches per 1000 accepts against {} \
+         SO_REUSEPORT), without EPOLLEXCLUSIVE today — EPOLLEXCLUSIVE {} ({} context switches per 1000 accepts against {} \
          for the plain shared listener; {} against {} µs of CPU per connection), and neither spreads a burst of \
-         long-lived connections evenly ({:.0}% and {:.0}% on the busier thread). So: for worker \
-         processes over TCP, give each worker an SO_REUSEPORT listener of its own, bound by the \
+         long-lived connections evenly ({:.0}% and {:.0}% on the busier thread). That is why worker \
+         processes over TCP each get an SO_REUSEPORT listener of their own, bound by the \
          supervisor before forking so that a replacement worker inherits its predecessor's socket \
-         and queue; for Unix sockets, {}. Both are follow-ups in the library (this benchmark \
-         changes nothing there); a smaller accept batch on a shared listener may also spread \
-         bursts better, which is not measured here.",
+         and queue (the `--processes 2` rows above). For Unix sockets, {}; a smaller accept batch \
+         on a shared listener may also spread bursts better, which is not measured here.",
         if ex.switches < sh.switches * 0.9 || ex.cpu < sh.cpu * 0.95 {
             "cut the herd's cost"
         } else {
