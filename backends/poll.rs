@@ -22,7 +22,9 @@ use crate::selector::{
 /// 10,000 entries. So the entries reported ready are moved to the front after each wait:
 /// whatever was busy lately is checked first, whatever the order of registration. The others
 /// keep their order (registration order, near enough fd order), in which the kernel reaches
-/// their files with fewer cache misses than in a shuffled one. After a
+/// their files with fewer cache misses than in a shuffled one. (The order's worst case:
+/// connections that become ready one at a time in turn, round-robin, the next always the one
+/// ready least recently, which this order puts last.) After a
 /// wait that found several fds ready (or a look that found work), the next one first looks
 /// with a zero timeout, which registers nothing; the real wait follows only if that look
 /// finds nothing. (No wait is cheap when nothing is ready: with 10,000 fds and none ready,
