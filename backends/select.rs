@@ -80,6 +80,13 @@ pub struct Select {
     scan_from: usize,
     /// The last wait found several fds ready: the next one first looks without waiting.
     busy: bool,
+    /// The fds reported by the last round that found any: a look checks them last.
+    hot: Vec<usize>,
+    /// Scratch sets for the look at the `hot` fds.
+    hot_read: Vec<Word>,
+    hot_write: Vec<Word>,
+    /// Scratch: the fds this round reports.
+    found: Vec<usize>,
 }
 
 fn is_set(set: &[Word], fd: usize) -> bool {
@@ -160,6 +167,10 @@ impl Selector for Select {
             write_out: vec![0; SET_WORDS],
             scan_from: 0,
             busy: false,
+            hot: Vec::new(),
+            hot_read: vec![0; SET_WORDS],
+            hot_write: vec![0; SET_WORDS],
+            found: Vec::new(),
         })
     }
 
@@ -214,7 +225,10 @@ impl Selector for Select {
     /// waiting call costs about twice a looking one, and under load a look almost always
     /// finds work. When it finds none, the real wait follows; after a wait that found a
     /// single fd ready (a lone busy connection) there is no look, which would cost a scan
-    /// for nothing.
+    /// for nothing. The look checks the fds the last round reported after all the others,
+    /// in a second call: it starts just after that round wrote its replies, and the scan of
+    /// the idle fds gives the next requests time to arrive. Every fd is still checked in
+    /// every round.
     fn select(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
         while self
             .tokens
@@ -225,12 +239,12 @@ impl Selector for Select {
             self.tokens.pop();
         }
         if self.busy && timeout != Some(Duration::ZERO) {
-            self.wait(events, Some(Duration::ZERO))?;
+            self.wait(events, Some(Duration::ZERO), true)?;
             if !events.is_empty() {
                 return Ok(());
             }
         }
-        self.wait(events, timeout)?;
+        self.wait(events, timeout, false)?;
         // Look first next time only when this wait found several ready: then more are likely
         // to be ready when the next one starts. After a single one (a lone busy connection
         // waiting for its next request), a look would find nothing and cost a whole scan more.
@@ -240,7 +254,13 @@ impl Selector for Select {
 }
 
 impl Select {
-    fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
+    /// Waits (or, with `look`, looks without waiting) and reports what is ready.
+    fn wait(
+        &mut self,
+        events: &mut Events,
+        timeout: Option<Duration>,
+        look: bool,
+    ) -> io::Result<()> {
         let Select {
             tokens,
             read,
@@ -248,6 +268,10 @@ impl Select {
             read_out,
             write_out,
             scan_from,
+            hot,
+            hot_read,
+            hot_write,
+            found,
             ..
         } = self;
         let n = tokens.len();
@@ -255,19 +279,49 @@ impl Select {
         wait_loop(events, timeout, |events, deadline| {
             read_out[..words].copy_from_slice(&read[..words]);
             write_out[..words].copy_from_slice(&write[..words]);
-            let mut tv = deadline.remaining().map(timeval);
-            let tv_ptr = tv.as_mut().map_or(ptr::null_mut(), ptr::from_mut);
-            // SAFETY: each set is at least a whole fd_set and holds `n` bits, all the kernel
-            // reads or writes; `tv_ptr` is null or points to a timeval that outlives the call.
-            let result = syscall!(select(
-                n as libc::c_int,
-                read_out.as_mut_ptr().cast(),
-                write_out.as_mut_ptr().cast(),
-                ptr::null_mut(),
-                tv_ptr
-            ));
+            found.clear();
+            let result = if look && !hot.is_empty() && hot.len() < n {
+                // The idle fds first, the busy ones last: replies to what the last round
+                // wrote have the time of the long scan to arrive before their fds are checked.
+                let hot_n = hot.iter().max().map_or(0, |&fd| fd + 1);
+                let hot_words = hot_n.div_ceil(WORD_BITS);
+                if hot_read.len() < hot_words {
+                    hot_read.resize(hot_words, 0);
+                    hot_write.resize(hot_words, 0);
+                }
+                hot_read[..hot_words].fill(0);
+                hot_write[..hot_words].fill(0);
+                for &fd in hot.iter() {
+                    put(read_out, fd, false);
+                    put(write_out, fd, false);
+                    put(hot_read, fd, is_set(read, fd));
+                    put(hot_write, fd, is_set(write, fd));
+                }
+                select_now(n, read_out, write_out).and_then(|idle| {
+                    let busy = select_now(hot_n, hot_read, hot_write)?;
+                    for w in 0..hot_words {
+                        read_out[w] |= hot_read[w];
+                        write_out[w] |= hot_write[w];
+                    }
+                    Ok(idle + busy)
+                })
+            } else {
+                let mut tv = deadline.remaining().map(timeval);
+                let tv_ptr = tv.as_mut().map_or(ptr::null_mut(), ptr::from_mut);
+                // SAFETY: each set is at least a whole fd_set and holds `n` bits, all the
+                // kernel reads or writes; `tv_ptr` is null or points to a timeval that
+                // outlives the call.
+                syscall!(select(
+                    n as libc::c_int,
+                    read_out.as_mut_ptr().cast(),
+                    write_out.as_mut_ptr().cast(),
+                    ptr::null_mut(),
+                    tv_ptr
+                ))
+                .map(|ready| ready as usize)
+            };
             let mut ready = match result {
-                Ok(ready) => ready as usize,
+                Ok(ready) => ready,
                 // A registered fd was closed without deregister: report it, as poll does.
                 Err(e) if e.raw_os_error() == Some(libc::EBADF) => {
                     for (fd, &token) in tokens.iter().enumerate() {
@@ -292,6 +346,7 @@ impl Select {
                     let r = readiness(read_out, write_out, fd);
                     ready = ready.saturating_sub(r.bits().count_ones() as usize);
                     events.push(Event::new(tokens[fd], r));
+                    found.push(fd);
                     next = fd + 1;
                     true
                 });
@@ -301,12 +356,35 @@ impl Select {
             }
             *scan_from = if next >= n { 0 } else { next };
             Ok(())
-        })
+        })?;
+        if !self.found.is_empty() {
+            std::mem::swap(&mut self.hot, &mut self.found);
+        }
+        Ok(())
     }
 }
 
 /// Calls `f` with every fd in `lo..hi` set in `read` or `write`, in order, until it returns
 /// false; returns whether it went through them all.
+/// select(2) with a zero timeout on the first `nfds` bits of `read` and `write`: how many
+/// bits it left set.
+fn select_now(nfds: usize, read: &mut [Word], write: &mut [Word]) -> io::Result<usize> {
+    let mut tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 0,
+    };
+    // SAFETY: each set is at least a whole fd_set and holds `nfds` bits, all the kernel reads
+    // or writes; `tv` outlives the call.
+    let ready = syscall!(select(
+        nfds as libc::c_int,
+        read.as_mut_ptr().cast(),
+        write.as_mut_ptr().cast(),
+        ptr::null_mut(),
+        &mut tv
+    ))?;
+    Ok(ready as usize)
+}
+
 fn for_each_set(
     read: &[Word],
     write: &[Word],
@@ -336,4 +414,45 @@ fn for_each_set(
         fd = (word + 1) * WORD_BITS;
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::{AsRawFd, OwnedFd};
+
+    fn tokens(events: &Events) -> Vec<usize> {
+        let mut tokens: Vec<usize> = events.iter().map(|e| e.token().0).collect();
+        tokens.sort_unstable();
+        tokens
+    }
+
+    /// After a round that found several ready, the next one first looks in two parts (the
+    /// idle fds, then the ones the last round reported): what is ready in either part is
+    /// reported, once, and the busy ones keep their interest.
+    #[test]
+    fn the_look_in_two_parts_reports_both_parts() {
+        let pipes: Vec<(OwnedFd, OwnedFd)> = (0..6).map(|_| nix::unistd::pipe().unwrap()).collect();
+        let mut select = Select::new().unwrap();
+        for (i, (r, _)) in pipes.iter().enumerate() {
+            select
+                .register(r.as_raw_fd(), Token(i), Interest::READABLE)
+                .unwrap();
+        }
+        for i in [1, 3] {
+            nix::unistd::write(&pipes[i].1, b"x").unwrap();
+        }
+        let mut events = Events::with_capacity(64);
+        select.select(&mut events, Some(Duration::ZERO)).unwrap();
+        assert_eq!(tokens(&events), [1, 3]);
+        assert!(select.busy);
+        nix::unistd::write(&pipes[5].1, b"x").unwrap();
+        select
+            .select(&mut events, Some(Duration::from_secs(5)))
+            .unwrap();
+        assert_eq!(tokens(&events), [1, 3, 5]);
+        for (i, (r, _)) in pipes.iter().enumerate() {
+            assert_eq!(select.token(r.as_raw_fd()), Some(Token(i)));
+        }
+    }
 }
