@@ -24,15 +24,16 @@ use crate::selector::{
 /// keep their order (registration order, near enough fd order), in which the kernel reaches
 /// their files with fewer cache misses than in a shuffled one. (The order's worst case:
 /// connections that become ready one at a time in turn, round-robin, the next always the one
-/// ready least recently, which this order puts last.) After a
-/// wait that found several fds ready (or a look that found work), the next one first looks
-/// with a zero timeout, which registers nothing; the real wait follows only if that look
-/// finds nothing. The look checks the idle rest of the array first and the busy front last,
-/// in two calls: a look starts just after the round wrote its replies, and the scan of the
-/// idle fds gives the next requests on the busy ones time to arrive, so that one round
-/// serves them all. Every fd is still checked in every round. (No wait is cheap when nothing is ready: with 10,000 fds and none ready,
-/// poll registers and frees 10,000 entries whatever the order. Only epoll and kqueue avoid
-/// that.)
+/// ready least recently, which this order puts last.)
+///
+/// After a wait that found several fds ready (or a look that found work), the next one first
+/// looks with a zero timeout, which registers nothing; the real wait follows only if that
+/// look finds nothing. The look checks the idle rest of the array first and the busy front
+/// last, in two calls: a look starts just after the round wrote its replies, and the scan of
+/// the idle fds gives the next requests on the busy ones time to arrive, so that one round
+/// serves them all. Every fd is still checked in every round. (No wait is cheap when nothing
+/// is ready: with 10,000 fds and none ready, poll registers and frees 10,000 entries whatever
+/// the order. Only epoll and kqueue avoid that.)
 #[derive(Debug, Default)]
 pub struct Poll {
     fds: Vec<libc::pollfd>,
@@ -83,10 +84,15 @@ fn readiness(revents: libc::c_short) -> Readiness {
     r
 }
 
-/// poll(2) with a zero timeout on `fds`: how many have events.
-fn poll_now(fds: &mut [libc::pollfd]) -> io::Result<usize> {
+/// poll(2) on `fds`, waiting at most `timeout_ms` (-1: until something is ready): how many
+/// have events.
+fn poll_fds(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Result<usize> {
     // SAFETY: `fds` is a valid array of `fds.len()` pollfd structs.
-    let ready = syscall!(poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0))?;
+    let ready = syscall!(poll(
+        fds.as_mut_ptr(),
+        fds.len() as libc::nfds_t,
+        timeout_ms
+    ))?;
     Ok(ready as usize)
 }
 
@@ -163,14 +169,9 @@ impl Poll {
             let mut ready = if look && 0 < hot && hot < n {
                 // The idle part first, the busy front last: replies to what the last round
                 // wrote have the time of the long scan to arrive before their fds are checked.
-                poll_now(&mut fds[hot..])? + poll_now(&mut fds[..hot])?
+                poll_fds(&mut fds[hot..], 0)? + poll_fds(&mut fds[..hot], 0)?
             } else {
-                // SAFETY: `fds` is a valid array of `fds.len()` pollfd structs.
-                syscall!(poll(
-                    fds.as_mut_ptr(),
-                    fds.len() as libc::nfds_t,
-                    deadline.remaining_ms()
-                ))? as usize
+                poll_fds(fds, deadline.remaining_ms())?
             };
             let start = if *scan_from < n { *scan_from } else { 0 };
             let mut i = start;

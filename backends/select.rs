@@ -93,6 +93,11 @@ fn is_set(set: &[Word], fd: usize) -> bool {
     set[fd / WORD_BITS] & (1 << (fd % WORD_BITS)) != 0
 }
 
+/// Whether `fd` is registered: an interest is never empty, so it has a bit in one of the sets.
+fn registered(read: &[Word], write: &[Word], fd: usize) -> bool {
+    is_set(read, fd) || is_set(write, fd)
+}
+
 fn put(set: &mut [Word], fd: usize, on: bool) {
     let bit: Word = 1 << (fd % WORD_BITS);
     if on {
@@ -144,7 +149,7 @@ impl Select {
     }
 
     fn is_registered(&self, fd: usize) -> bool {
-        is_set(&self.read, fd) || is_set(&self.write, fd)
+        registered(&self.read, &self.write, fd)
     }
 
     fn set_interest(&mut self, fd: usize, interest: Interest) {
@@ -297,8 +302,9 @@ impl Select {
                     put(hot_read, fd, is_set(read, fd));
                     put(hot_write, fd, is_set(write, fd));
                 }
-                select_now(n, read_out, write_out).and_then(|idle| {
-                    let busy = select_now(hot_n, hot_read, hot_write)?;
+                let now = Some(Duration::ZERO);
+                select_sets(n, read_out, write_out, now).and_then(|idle| {
+                    let busy = select_sets(hot_n, hot_read, hot_write, now)?;
                     for w in 0..hot_words {
                         read_out[w] |= hot_read[w];
                         write_out[w] |= hot_write[w];
@@ -306,27 +312,14 @@ impl Select {
                     Ok(idle + busy)
                 })
             } else {
-                let mut tv = deadline.remaining().map(timeval);
-                let tv_ptr = tv.as_mut().map_or(ptr::null_mut(), ptr::from_mut);
-                // SAFETY: each set is at least a whole fd_set and holds `n` bits, all the
-                // kernel reads or writes; `tv_ptr` is null or points to a timeval that
-                // outlives the call.
-                syscall!(select(
-                    n as libc::c_int,
-                    read_out.as_mut_ptr().cast(),
-                    write_out.as_mut_ptr().cast(),
-                    ptr::null_mut(),
-                    tv_ptr
-                ))
-                .map(|ready| ready as usize)
+                select_sets(n, read_out, write_out, deadline.remaining())
             };
             let mut ready = match result {
                 Ok(ready) => ready,
                 // A registered fd was closed without deregister: report it, as poll does.
                 Err(e) if e.raw_os_error() == Some(libc::EBADF) => {
                     for (fd, &token) in tokens.iter().enumerate() {
-                        let registered = is_set(read, fd) || is_set(write, fd);
-                        if registered && check_open(fd as RawFd).is_err() {
+                        if registered(read, write, fd) && check_open(fd as RawFd).is_err() {
                             events.push(Event::new(token, Readiness::ERROR));
                         }
                     }
@@ -364,27 +357,30 @@ impl Select {
     }
 }
 
-/// Calls `f` with every fd in `lo..hi` set in `read` or `write`, in order, until it returns
-/// false; returns whether it went through them all.
-/// select(2) with a zero timeout on the first `nfds` bits of `read` and `write`: how many
-/// bits it left set.
-fn select_now(nfds: usize, read: &mut [Word], write: &mut [Word]) -> io::Result<usize> {
-    let mut tv = libc::timeval {
-        tv_sec: 0,
-        tv_usec: 0,
-    };
+/// select(2) on the first `nfds` bits of `read` and `write`, waiting at most `timeout` (`None`:
+/// until something is ready): how many bits it left set.
+fn select_sets(
+    nfds: usize,
+    read: &mut [Word],
+    write: &mut [Word],
+    timeout: Option<Duration>,
+) -> io::Result<usize> {
+    let mut tv = timeout.map(timeval);
+    let tv_ptr = tv.as_mut().map_or(ptr::null_mut(), ptr::from_mut);
     // SAFETY: each set is at least a whole fd_set and holds `nfds` bits, all the kernel reads
-    // or writes; `tv` outlives the call.
+    // or writes; `tv_ptr` is null or points to a timeval that outlives the call.
     let ready = syscall!(select(
         nfds as libc::c_int,
         read.as_mut_ptr().cast(),
         write.as_mut_ptr().cast(),
         ptr::null_mut(),
-        &mut tv
+        tv_ptr
     ))?;
     Ok(ready as usize)
 }
 
+/// Calls `f` with every fd in `lo..hi` set in `read` or `write`, in order, until it returns
+/// false; returns whether it went through them all.
 fn for_each_set(
     read: &[Word],
     write: &[Word],
