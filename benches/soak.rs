@@ -37,6 +37,8 @@
 mod load;
 #[path = "soak/procs.rs"]
 mod procs;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::collections::HashMap;
 use std::fs;
@@ -244,19 +246,19 @@ fn run(args: Args) -> Result<bool, String> {
     if interval.is_zero() || duration < interval {
         return Err("the duration must be at least one window".into());
     }
-    let examples = procs::examples_dir()?;
+    let examples = support::examples_dir()?;
     if !args.no_build {
-        procs::build_examples(&["echo_server", "app_server"])?;
+        support::build_examples(&["echo_server", "app_server"])?;
     }
     fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
-    let nofile = procs::raise_nofile();
-    let cpus = procs::allowed_cpus();
+    let nofile = support::raise_nofile();
+    let cpus = support::allowed_cpus();
     let (server_cpu, load_cpu) = match cpus.as_slice() {
         [a, .., b] => (Some(*a), Some(*b)),
         _ => (None, None),
     };
     if let Some(cpu) = load_cpu {
-        procs::pin_current(cpu).map_err(|e| format!("pinning the load to cpu {cpu}: {e}"))?;
+        support::pin_current(cpu).map_err(|e| format!("pinning the load to cpu {cpu}: {e}"))?;
     }
 
     let request_timeout = Duration::from_secs(10);

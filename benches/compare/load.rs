@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::plan::{Cell, Order, Plan};
-use crate::servers::{start_server, Env, Guard};
+use crate::servers::{start_server, Env};
+use crate::support::Guard;
 
 /// What one run measured.
 #[derive(Clone, Debug)]

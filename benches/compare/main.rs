@@ -33,6 +33,8 @@ mod rounds;
 mod servers;
 mod stats;
 mod strace;
+#[path = "../support/mod.rs"]
+mod support;
 mod targets;
 
 use std::fmt::Write as _;
@@ -45,7 +47,8 @@ use clap::Parser;
 
 use plan::{order_cells, order_servers, schedule, Plan};
 use rounds::MessageRuns;
-use servers::{allowed_cpus, pin, raise_nofile, Env};
+use servers::Env;
+use support::{allowed_cpus, build_examples, examples_dir, pin_current, raise_nofile};
 
 #[derive(Parser, Debug, Clone)]
 #[command(about = "Compare rawloop's echo server with mio and tokio peers")]
@@ -97,26 +100,6 @@ struct Args {
     bench: bool,
 }
 
-fn build(bin_examples: &[&str]) -> Result<(), String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release"]);
-    for e in bin_examples {
-        cmd.args(["--example", e]);
-    }
-    let status = cmd
-        .status()
-        .map_err(|e| format!("running cargo build: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "cargo build of {} failed ({status})",
-            bin_examples.join(", ")
-        ))
-    }
-}
-
 /// Builds the Message-protocol example `name` (or, with `--no-build`, checks that it is
 /// built); Err says why it cannot run.
 fn example(args: &Args, bin: &Path, name: &str) -> Result<(), String> {
@@ -129,7 +112,7 @@ fn example(args: &Args, bin: &Path, name: &str) -> Result<(), String> {
             Err(format!("target/release/examples/{name} is not built"))
         }
     } else {
-        build(&[name]).map_err(|e| format!("{name} does not build ({e})"))
+        build_examples(&[name]).map_err(|e| format!("{name} does not build ({e})"))
     }
 }
 
@@ -161,15 +144,9 @@ fn main() {
 
 fn run(args: &Args) -> Result<(), String> {
     let plan = Plan::new(args)?;
-    // target/release/deps/compare-<hash> -> target/release/examples
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("cannot find the target directory")?
-        .join("examples");
+    let bin = examples_dir()?;
     if !args.no_build {
-        build(&["echo_server", "loadgen", "peer_mio_echo", "peer_tokio_echo"])?;
+        build_examples(&["echo_server", "loadgen", "peer_mio_echo", "peer_tokio_echo"])?;
     }
     let app_server = example(args, &bin, "app_server");
     // The floor is measured only beside app_server.
@@ -190,7 +167,7 @@ fn run(args: &Args) -> Result<(), String> {
         _ => (None, None),
     };
     if let Some(c) = loadgen_cpu {
-        pin(0, c).map_err(|e| format!("pinning the runner: {e}"))?;
+        pin_current(c).map_err(|e| format!("pinning the runner: {e}"))?;
     }
     let env = Env {
         bin,

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use crate::load::{echo_load, number, run_loadgen};
 use crate::plan::{BackendName, Cell, MessageServer, Plan, Server};
 use crate::rounds::message_load;
-use crate::servers::{start_server, Env, Guard};
+use crate::servers::{start_server, Env};
+use crate::support::Guard;
 
 /// Syscalls of one traced run: per syscall name, and the exchanges and connections they
 /// served.

@@ -24,7 +24,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::echo::{echo_load, number, run_loadgen, start, Config};
-use crate::procs::{tree, Guard, Snapshot};
+use crate::procs::{tree, Snapshot};
+use crate::support::Guard;
 use crate::{Env, Plan};
 
 pub const EVENTS: [&str; 6] = [
@@ -86,7 +87,7 @@ fn traced_run(env: &Env, plan: &Plan, config: Config) -> Result<Traced, String> 
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    let mut perf = Guard::spawn(cmd, "perf stat")?;
+    let mut perf = Guard::spawn(cmd, "perf stat", None)?;
     // perf prints nothing until it stops; give it time to open its counters.
     sleep(Duration::from_millis(500));
     if let Ok(Some(status)) = perf.child.try_wait() {
@@ -178,7 +179,7 @@ pub fn attribute(env: &Env, plan: &Plan) -> Result<Attribution, String> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let mut perf = Guard::spawn(cmd, "perf record")?;
+    let mut perf = Guard::spawn(cmd, "perf record", None)?;
     let load = echo_load(plan, 50, plan.warmup, plan.duration.min(3.0));
     let report = run_loadgen(env, running.port, root, &load);
     let recorded = perf.wait(Duration::from_secs_f64(seconds + 30.0));

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::procs::{reaped_children_cpu_s, tree, Guard, MachineTime, MachineUse, Snapshot, Used};
+use crate::procs::{reaped_children_cpu_s, tree, MachineTime, MachineUse, Snapshot, Used};
+use crate::support::{parse_port, Guard};
 use crate::{Env, Plan};
 
 /// A server configuration.
@@ -126,16 +127,6 @@ pub type Outcome = Result<Measured, String>;
 /// (round, connections, config) -> outcome.
 pub type Runs = BTreeMap<(usize, usize, Config), Outcome>;
 
-/// The port in a server's first line: `... port 12345 ...`.
-fn parse_port(line: &str) -> Option<u16> {
-    line.split(" port ")
-        .nth(1)?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
 /// A server started, listening, with its worker processes forked.
 pub struct Running {
     pub guard: Guard,
@@ -153,7 +144,7 @@ pub fn start(env: &Env, config: Config) -> Result<Running, String> {
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
-    let mut guard = Guard::spawn(cmd, &what)?;
+    let mut guard = Guard::spawn(cmd, &what, None)?;
     let end = Instant::now() + Duration::from_secs(10);
     loop {
         let text = fs::read_to_string(&out_path).unwrap_or_default();
@@ -203,7 +194,7 @@ pub fn run_loadgen(
         .filter(|w| w[0] == "--warmup" || w[0] == "--duration")
         .filter_map(|w| w[1].parse::<f64>().ok())
         .sum();
-    let mut guard = Guard::spawn(cmd, "loadgen")?;
+    let mut guard = Guard::spawn(cmd, "loadgen", None)?;
     let status = guard.wait(Duration::from_secs_f64(60.0 + 10.0 + 30.0 + seconds))?;
     let out = fs::read_to_string(&out_path).unwrap_or_default();
     let value: Value = serde_json::from_str(out.trim()).map_err(|_| {

@@ -20,19 +20,24 @@
 //! Nothing here can hang: every child has a deadline and is killed when it passes, and
 //! children die with the runner (PR_SET_PDEATHSIG).
 
+#[cfg(target_os = "linux")]
 mod accept;
+#[cfg(target_os = "linux")]
 mod contention;
+#[cfg(target_os = "linux")]
 mod echo;
+#[cfg(target_os = "linux")]
 mod procs;
+#[cfg(target_os = "linux")]
 mod report;
+#[cfg(target_os = "linux")]
+#[path = "../support/mod.rs"]
+mod support;
 
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Instant;
+#[cfg(target_os = "linux")]
+use {clap::Parser, std::fs, std::path::PathBuf, std::time::Instant};
 
-use clap::Parser;
-
+#[cfg(target_os = "linux")]
 #[derive(Parser, Debug, Clone)]
 #[command(about = "Scale-out benchmark: rawloop on threads and processes beside tokio")]
 pub struct Args {
@@ -76,6 +81,7 @@ pub struct Args {
 }
 
 /// What is run, after `--quick` and the options.
+#[cfg(target_os = "linux")]
 pub struct Plan {
     pub quick: bool,
     pub rounds: usize,
@@ -86,6 +92,7 @@ pub struct Plan {
     pub accept_duration: f64,
 }
 
+#[cfg(target_os = "linux")]
 impl Plan {
     fn new(args: &Args) -> Result<Plan, String> {
         let quick = args.quick;
@@ -108,31 +115,13 @@ impl Plan {
 }
 
 /// Where the runner finds the binaries and puts its scratch files.
+#[cfg(target_os = "linux")]
 pub struct Env {
     pub bin: PathBuf,
     pub scratch: PathBuf,
 }
 
-fn build(examples: &[&str]) -> Result<(), String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release"]);
-    for e in examples {
-        cmd.args(["--example", e]);
-    }
-    let status = cmd
-        .status()
-        .map_err(|e| format!("running cargo build: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "cargo build of {} failed ({status})",
-            examples.join(", ")
-        ))
-    }
-}
-
+#[cfg(target_os = "linux")]
 fn main() {
     let args = Args::parse();
     if let Err(e) = run(&args) {
@@ -141,22 +130,17 @@ fn main() {
     }
 }
 
+#[cfg(target_os = "linux")]
 fn run(args: &Args) -> Result<(), String> {
     let plan = Plan::new(args)?;
-    // target/release/deps/scale-<hash> -> target/release/examples
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("cannot find the target directory")?
-        .join("examples");
+    let bin = support::examples_dir()?;
     if !args.no_build {
-        build(&["echo_server", "loadgen", "peer_tokio_echo"])?;
+        support::build_examples(&["echo_server", "loadgen", "peer_tokio_echo"])?;
     }
     fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     let scratch = args.out.join("scratch");
     fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
-    let nofile = procs::raise_nofile();
+    let nofile = support::raise_nofile();
     let env = Env { bin, scratch };
 
     let machine = report::Machine::read();
@@ -256,4 +240,11 @@ fn run(args: &Args) -> Result<(), String> {
         results.display()
     );
     Ok(())
+}
+
+// The experiments are Linux's: epoll and EPOLLEXCLUSIVE, /proc, perf.
+#[cfg(not(target_os = "linux"))]
+fn main() {
+    eprintln!("scale: needs Linux (epoll, /proc and perf)");
+    std::process::exit(2);
 }

@@ -1,5 +1,5 @@
-//! Child processes (killed with the runner, never waited for without a deadline, not pinned)
-//! and the CPU accounting of a server's whole process tree from `/proc`.
+//! The CPU accounting of a server's whole process tree from `/proc` (the child processes
+//! themselves are the runners' shared `support::Guard`, started unpinned here).
 //!
 //! How the CPU time of a server is counted, so that threads and worker processes are both
 //! covered and nothing is counted twice:
@@ -21,90 +21,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io;
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command};
 use std::thread::sleep;
-use std::time::{Duration, Instant};
-
-/// A child process that is killed when dropped.
-pub struct Guard {
-    pub child: Child,
-    pub what: String,
-}
-
-impl Guard {
-    /// Starts `cmd`, not pinned: it runs on whatever cores the runner may use.
-    pub fn spawn(mut cmd: Command, what: &str) -> Result<Guard, String> {
-        // SAFETY: the closure runs in the child between fork and exec and calls only prctl,
-        // which is async-signal-safe, with plain integer arguments.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().map_err(|e| format!("starting {what}: {e}"))?;
-        Ok(Guard {
-            child,
-            what: what.to_string(),
-        })
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Waits for the child to exit, killing it after `timeout`.
-    pub fn wait(&mut self, timeout: Duration) -> Result<std::process::ExitStatus, String> {
-        let end = Instant::now() + timeout;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return Ok(status),
-                Ok(None) if Instant::now() < end => sleep(Duration::from_millis(10)),
-                Ok(None) => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    return Err(format!("{} did not finish within {timeout:?}", self.what));
-                }
-                Err(e) => return Err(format!("waiting for {}: {e}", self.what)),
-            }
-        }
-    }
-
-    /// Sends `signal`, then waits up to `timeout` before killing.
-    pub fn stop(&mut self, signal: libc::c_int, timeout: Duration) -> Result<(), String> {
-        if let Ok(None) = self.child.try_wait() {
-            // SAFETY: kill only sends a signal, to our own child, which has not been reaped
-            // (try_wait said it is still running), so the pid is still its.
-            unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
-        }
-        self.wait(timeout).map(drop)
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Raises the soft limit on open files to the hard limit (children inherit it).
-pub fn raise_nofile() -> u64 {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
-        return 0;
-    };
-    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
-        return hard;
-    }
-    soft
-}
+use std::time::Duration;
 
 fn clock_ticks() -> u64 {
     nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)

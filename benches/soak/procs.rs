@@ -1,9 +1,8 @@
-//! The soak benchmark's process helpers: building and starting the example servers, pinning
-//! them and the load to cores, reading `/proc` for a process's fds, RSS and CPU time, and
-//! stopping the servers. Nothing here waits without a deadline.
+//! The soak benchmark's process helpers: starting the example servers pinned to a core (on
+//! the runners' shared `support`), free ports, reading `/proc` for a process's fds, RSS and
+//! CPU time, and stopping the servers. Nothing here waits without a deadline.
 
 use std::fs;
-use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -14,99 +13,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-/// `target/<profile>/examples`, next to the benchmark's own `target/<profile>/deps/soak-*`.
-pub fn examples_dir() -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("where am I: {e}"))?;
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or_else(|| format!("no target directory above {}", exe.display()))?;
-    Ok(profile_dir.join("examples"))
-}
-
-/// `cargo build --release --example <each>`, with the cargo that runs this benchmark.
-pub fn build_examples(examples: &[&str]) -> Result<(), String> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release"]);
-    for name in examples {
-        cmd.args(["--example", name]);
-    }
-    let status = cmd
-        .stdin(Stdio::null())
-        .status()
-        .map_err(|e| format!("cannot run cargo build: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "cargo build --release of {} failed ({status})",
-            examples.join(", ")
-        ))
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// CPUs and limits
-// ---------------------------------------------------------------------------------------------
-
-/// The CPUs this process may run on (empty where sched_getaffinity does not exist).
-#[cfg(any(target_os = "linux", target_os = "android"))]
-pub fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: cpu_set_t is plain old data, so all-zero is a valid value; sched_getaffinity
-    // writes at most `size_of::<cpu_set_t>()` bytes into the set we own, and CPU_ISSET reads
-    // it with an index below CPU_SETSIZE.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return Vec::new();
-        }
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
-            .collect()
-    }
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub fn allowed_cpus() -> Vec<usize> {
-    Vec::new()
-}
-
-/// Pins the calling thread (and the threads and children it starts afterwards) to `cpu`.
-/// Async-signal-safe: it is also called between fork and exec.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-pub fn pin_current(cpu: usize) -> io::Result<()> {
-    // SAFETY: as in `allowed_cpus`; `cpu` comes from the affinity mask, so it is below
-    // CPU_SETSIZE and CPU_SET writes inside the set. sched_setaffinity only reads the set.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub fn pin_current(_cpu: usize) -> io::Result<()> {
-    Ok(())
-}
-
-/// Raises the soft open-file limit to the hard one (the servers inherit it); returns the limit.
-pub fn raise_nofile() -> libc::rlim_t {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-            Ok(()) => hard,
-            Err(_) => soft,
-        },
-        Ok((soft, _)) => soft,
-        Err(_) => 0,
-    }
-}
+use crate::support::{parse_port, pin_current};
 
 // ---------------------------------------------------------------------------------------------
 // Ports
@@ -148,20 +55,6 @@ pub fn free_port_outside_ephemeral(salt: u64) -> Option<u16> {
         }
     }
     None
-}
-
-/// The port in a server's first stdout line: `... port 12345 ...` (echo_server) or
-/// `('127.0.0.1', 12345)` (app_server).
-fn port_in(line: &str) -> Option<u16> {
-    let digits = |s: &str| -> Option<u16> {
-        let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-        s[..end].parse().ok()
-    };
-    if let Some(i) = line.find(" port ") {
-        return digits(&line[i + " port ".len()..]);
-    }
-    let i = line.find("', ")?;
-    digits(&line[i + "', ".len()..])
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -229,7 +122,7 @@ impl Server {
             let text = fs::read_to_string(&out_path).unwrap_or_default();
             if let Some(line) = text.lines().next().filter(|_| text.contains('\n')) {
                 if port == 0 {
-                    let found = port_in(line)
+                    let found = parse_port(line)
                         .ok_or_else(|| format!("{name}: no port in its first line {line:?}"))?;
                     server.addr.set_port(found);
                 }
