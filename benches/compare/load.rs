@@ -2,14 +2,14 @@
 //! server's reactor counters read back, the server stopped.
 
 use std::fs;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::plan::{Cell, Order, Plan};
 use crate::servers::{start_server, Env};
-use crate::support::Guard;
+use crate::support::{number, run_loadgen};
 
 /// What one run measured.
 #[derive(Clone, Debug)]
@@ -26,41 +26,6 @@ pub struct Measured {
 }
 
 pub type Outcome = Result<Measured, String>;
-
-/// Runs the load generator against `port` and returns its JSON report.
-pub fn run_loadgen(
-    env: &Env,
-    port: u16,
-    server_pid: u32,
-    extra: &[String],
-) -> Result<Value, String> {
-    let out_path = env.scratch.join("loadgen.out");
-    let err_path = env.scratch.join("loadgen.err");
-    let mut cmd = Command::new(env.bin.join("loadgen"));
-    cmd.args(["--port", &port.to_string()])
-        .args(["--server-pid", &server_pid.to_string()])
-        .args(["--json", "--setup-timeout", "60", "--drain-timeout", "10"])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&out_path).map_err(|e| e.to_string())?)
-        .stderr(fs::File::create(&err_path).map_err(|e| e.to_string())?);
-    let seconds: f64 = extra
-        .windows(2)
-        .filter(|w| w[0] == "--warmup" || w[0] == "--duration")
-        .filter_map(|w| w[1].parse::<f64>().ok())
-        .sum();
-    let mut guard = Guard::spawn(cmd, "loadgen", env.loadgen_cpu)?;
-    let status = guard.wait(Duration::from_secs_f64(60.0 + 10.0 + 30.0 + seconds))?;
-    let out = fs::read_to_string(&out_path).unwrap_or_default();
-    let value: Value = serde_json::from_str(out.trim()).map_err(|_| {
-        let err = fs::read_to_string(&err_path).unwrap_or_default();
-        format!("loadgen ({status}) printed no report: {}", err.trim())
-    })?;
-    match value.get("error").and_then(Value::as_str) {
-        Some(e) => Err(e.to_string()),
-        None => Ok(value),
-    }
-}
 
 /// The counters of `rawloop::Stats` that the report uses.
 #[derive(Copy, Clone, Debug)]
@@ -91,12 +56,6 @@ fn parse_stats(text: &str) -> Option<Stats> {
     })
 }
 
-pub fn number(v: &Value, key: &str) -> Result<f64, String> {
-    v.get(key)
-        .and_then(Value::as_f64)
-        .ok_or_else(|| format!("loadgen report has no {key}"))
-}
-
 pub fn measured(report: &Value, stats: Option<Stats>) -> Result<Measured, String> {
     Ok(Measured {
         rps: number(report, "requests_per_s")?,
@@ -114,7 +73,14 @@ pub fn measured(report: &Value, stats: Option<Stats>) -> Result<Measured, String
 /// One server, one load, start to stop.
 pub fn run_once(env: &Env, server: Command, what: &str, load: &[String]) -> Outcome {
     let mut running = start_server(env, server, what)?;
-    let report = run_loadgen(env, running.port, running.guard.pid(), load);
+    let report = run_loadgen(
+        &env.bin,
+        &env.scratch,
+        running.port,
+        running.guard.pid(),
+        load,
+        env.loadgen_cpu,
+    );
     let stopped = running.guard.stop(libc::SIGTERM, Duration::from_secs(10));
     let report = report?;
     stopped?;

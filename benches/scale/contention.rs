@@ -23,9 +23,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::echo::{echo_load, number, run_loadgen, start, Config};
+use crate::echo::{echo_load, start, Config};
 use crate::procs::{tree, Snapshot};
-use crate::support::Guard;
+use crate::support::{number, run_loadgen, Guard};
 use crate::{Env, Plan};
 
 pub const EVENTS: [&str; 6] = [
@@ -102,7 +102,7 @@ fn traced_run(env: &Env, plan: &Plan, config: Config) -> Result<Traced, String> 
     }
     let before = Snapshot::take(root);
     let load = echo_load(plan, 50, plan.warmup, plan.duration.min(3.0));
-    let report = run_loadgen(env, running.port, root, &load);
+    let report = run_loadgen(&env.bin, &env.scratch, running.port, root, &load, None);
     let used = Snapshot::take(root).since(&before);
     let stopped = perf.stop(libc::SIGINT, Duration::from_secs(20));
     let _ = running.guard.stop(libc::SIGTERM, Duration::from_secs(15));
@@ -181,7 +181,7 @@ pub fn attribute(env: &Env, plan: &Plan) -> Result<Attribution, String> {
         .stderr(Stdio::null());
     let mut perf = Guard::spawn(cmd, "perf record", None)?;
     let load = echo_load(plan, 50, plan.warmup, plan.duration.min(3.0));
-    let report = run_loadgen(env, running.port, root, &load);
+    let report = run_loadgen(&env.bin, &env.scratch, running.port, root, &load, None);
     let recorded = perf.wait(Duration::from_secs_f64(seconds + 30.0));
     let _ = running.guard.stop(libc::SIGTERM, Duration::from_secs(15));
     report?;

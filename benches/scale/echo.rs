@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::procs::{reaped_children_cpu_s, tree, MachineTime, MachineUse, Snapshot, Used};
-use crate::support::{parse_port, Guard};
+use crate::support::{number, parse_port, run_loadgen, Guard};
 use crate::{Env, Plan};
 
 /// A server configuration.
@@ -172,47 +172,6 @@ pub fn start(env: &Env, config: Config) -> Result<Running, String> {
     }
 }
 
-/// Runs the load generator (not pinned) against `port` and returns its JSON report.
-pub fn run_loadgen(
-    env: &Env,
-    port: u16,
-    server_pid: u32,
-    extra: &[String],
-) -> Result<Value, String> {
-    let out_path = env.scratch.join("loadgen.out");
-    let err_path = env.scratch.join("loadgen.err");
-    let mut cmd = Command::new(env.bin.join("loadgen"));
-    cmd.args(["--port", &port.to_string()])
-        .args(["--server-pid", &server_pid.to_string()])
-        .args(["--json", "--setup-timeout", "60", "--drain-timeout", "10"])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&out_path).map_err(|e| e.to_string())?)
-        .stderr(fs::File::create(&err_path).map_err(|e| e.to_string())?);
-    let seconds: f64 = extra
-        .windows(2)
-        .filter(|w| w[0] == "--warmup" || w[0] == "--duration")
-        .filter_map(|w| w[1].parse::<f64>().ok())
-        .sum();
-    let mut guard = Guard::spawn(cmd, "loadgen", None)?;
-    let status = guard.wait(Duration::from_secs_f64(60.0 + 10.0 + 30.0 + seconds))?;
-    let out = fs::read_to_string(&out_path).unwrap_or_default();
-    let value: Value = serde_json::from_str(out.trim()).map_err(|_| {
-        let err = fs::read_to_string(&err_path).unwrap_or_default();
-        format!("loadgen ({status}) printed no report: {}", err.trim())
-    })?;
-    match value.get("error").and_then(Value::as_str) {
-        Some(e) => Err(e.to_string()),
-        None => Ok(value),
-    }
-}
-
-pub fn number(v: &Value, key: &str) -> Result<f64, String> {
-    v.get(key)
-        .and_then(Value::as_f64)
-        .ok_or_else(|| format!("loadgen report has no {key}"))
-}
-
 pub fn echo_load(plan: &Plan, connections: usize, warmup: f64, duration: f64) -> Vec<String> {
     [
         "--mode".to_string(),
@@ -239,7 +198,7 @@ pub fn run_once(env: &Env, plan: &Plan, config: Config, connections: usize) -> O
     let t0 = Instant::now();
     let load = echo_load(plan, connections, plan.warmup, plan.duration);
     // run_loadgen reaps the load generator, so its CPU time is in the children's usage after.
-    let report = run_loadgen(env, running.port, root, &load);
+    let report = run_loadgen(&env.bin, &env.scratch, running.port, root, &load, None);
     let wall = t0.elapsed().as_secs_f64();
     let used = Snapshot::take(root).since(&before);
     let loadgen_cpu_s = reaped_children_cpu_s() - loadgen0;

@@ -1,16 +1,20 @@
 //! What the benchmark runners (`compare`, `scale`, `soak`) share: building the example
 //! programs and finding them, the cpus and the open-file limit, child processes that die with
-//! the runner and are never waited for without a deadline, and the port a server prints.
+//! the runner and are never waited for without a deadline, the port a server prints, and a
+//! run of `examples/loadgen` with its JSON report.
 //!
 //! Each runner includes this file with `#[path]` and uses a part of it.
 #![allow(dead_code)]
 
+use std::fs;
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 /// `target/<profile>/examples`, next to the runner's own `target/<profile>/deps/<name>-*`.
 pub fn examples_dir() -> Result<PathBuf, String> {
@@ -191,4 +195,49 @@ impl Drop for Guard {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Runs `<bin>/loadgen` against `port` (its output in `scratch`, pinned to `cpu` if given)
+/// and returns its JSON report; `extra` holds the workload's options.
+pub fn run_loadgen(
+    bin: &Path,
+    scratch: &Path,
+    port: u16,
+    server_pid: u32,
+    extra: &[String],
+    cpu: Option<usize>,
+) -> Result<Value, String> {
+    let out_path = scratch.join("loadgen.out");
+    let err_path = scratch.join("loadgen.err");
+    let mut cmd = Command::new(bin.join("loadgen"));
+    cmd.args(["--port", &port.to_string()])
+        .args(["--server-pid", &server_pid.to_string()])
+        .args(["--json", "--setup-timeout", "60", "--drain-timeout", "10"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path).map_err(|e| e.to_string())?)
+        .stderr(fs::File::create(&err_path).map_err(|e| e.to_string())?);
+    let seconds: f64 = extra
+        .windows(2)
+        .filter(|w| w[0] == "--warmup" || w[0] == "--duration")
+        .filter_map(|w| w[1].parse::<f64>().ok())
+        .sum();
+    let mut guard = Guard::spawn(cmd, "loadgen", cpu)?;
+    let status = guard.wait(Duration::from_secs_f64(60.0 + 10.0 + 30.0 + seconds))?;
+    let out = fs::read_to_string(&out_path).unwrap_or_default();
+    let value: Value = serde_json::from_str(out.trim()).map_err(|_| {
+        let err = fs::read_to_string(&err_path).unwrap_or_default();
+        format!("loadgen ({status}) printed no report: {}", err.trim())
+    })?;
+    match value.get("error").and_then(Value::as_str) {
+        Some(e) => Err(e.to_string()),
+        None => Ok(value),
+    }
+}
+
+/// The figure `key` of a load generator's report.
+pub fn number(v: &Value, key: &str) -> Result<f64, String> {
+    v.get(key)
+        .and_then(Value::as_f64)
+        .ok_or_else(|| format!("loadgen report has no {key}"))
 }
