@@ -196,6 +196,38 @@ fn search_table_and_errors() {
 }
 
 #[test]
+fn encode_response_writes_what_respond_encodes() {
+    let mut requests = vec![
+        codec::request_search("morpheus"),
+        codec::request_search("ring"),
+        codec::request_search("q\"u\\o\nte\u{1}\u{1f436}"),
+        codec::request_binary("binary", "hello"),
+        codec::request_binary("", ""),
+        codec::request_binary("a longer binary request", "than ten bytes"),
+        Message::new("text/json", "utf-8", Vec::new()),
+        Message::new("text/json", "utf-8", b"not json".to_vec()),
+        Message::new("text/json", "latin-1", b"{\"action\": \"search\"}".to_vec()),
+        Message::new("text/json", "rot13", b"{}".to_vec()),
+        Message::new("text/json", "utf-8", b"[1, 2]".to_vec()),
+    ];
+    for value in [
+        json!({}),
+        json!({"action": 5, "value": 1}),
+        json!({"action": "search", "value": {"k": "it's"}}),
+        json!(null),
+    ] {
+        requests.push(Message::text_json(value));
+    }
+    for request in requests {
+        let mut direct = vec![7];
+        codec::encode_response(&request, &mut direct).unwrap();
+        let mut expected = vec![7];
+        expected.extend(codec::respond(&request).encode().unwrap());
+        assert_eq!(direct, expected, "{request:?}");
+    }
+}
+
+#[test]
 fn emoji_request_matches_reference_length() {
     let message = codec::request_search("\u{1f436}");
     assert_eq!(message.content.len(), 37);

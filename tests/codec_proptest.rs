@@ -268,6 +268,9 @@ proptest! {
     fn server_answers_every_decoded_request(message in message()) {
         let response = codec::respond(&message);
         let bytes = response.encode().expect("small headers");
+        let mut direct = Vec::new();
+        codec::encode_response(&message, &mut direct).expect("small headers");
+        prop_assert_eq!(&direct, &bytes);
         let mut decoder = Decoder::new();
         decoder.feed(&bytes);
         let decoded = decoder.next_message().expect("valid frame").expect("whole frame");

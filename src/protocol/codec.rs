@@ -8,7 +8,8 @@
 //! * [`Decoder`] is incremental: feed it bytes in any chunking (or let it hand out its own buffer
 //!   to a `read` call with [`Decoder::read_with`]) and pull complete messages out one by one.
 //! * [`request`], [`request_search`], [`request_binary`], [`response_text`], [`respond`] and
-//!   [`error_response`] build the reference requests and responses.
+//!   [`error_response`] build the reference requests and responses; [`encode_response`]
+//!   writes the frame of [`respond`]'s answer straight into a buffer, as a server sends it.
 //! * [`to_python_json`] formats any JSON value the way Python's
 //!   `json.dumps(value, ensure_ascii=False)` does; [`to_python_repr`] and [`to_python_str`] the
 //!   way Python's `repr()`/`str()` show the decoded value.
@@ -49,8 +50,8 @@ mod message;
 mod python_json;
 
 pub use answers::{
-    error_response, request, request_binary, request_search, respond, response_binary,
-    response_text, search, CLIENT_BINARY_TYPE, SERVER_BINARY_TYPE,
+    encode_response, error_response, request, request_binary, request_search, respond,
+    response_binary, response_text, search, CLIENT_BINARY_TYPE, SERVER_BINARY_TYPE,
 };
 pub use decoder::{Decoder, DEFAULT_MAX_CONTENT_LEN};
 pub use frame_error::{FrameError, Stage};

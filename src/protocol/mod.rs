@@ -32,8 +32,8 @@ pub mod server;
 
 pub use client::{exchange, ClientConfig, ClientConnection, Exchange};
 pub use codec::{
-    error_response, request, request_binary, request_search, respond, response_binary,
-    response_text, Decoder, EncodeError, FrameError, Message, Stage, DEFAULT_MAX_CONTENT_LEN,
-    HOST_BYTEORDER,
+    encode_response, error_response, request, request_binary, request_search, respond,
+    response_binary, response_text, Decoder, EncodeError, FrameError, Message, Stage,
+    DEFAULT_MAX_CONTENT_LEN, HOST_BYTEORDER,
 };
 pub use server::{serve, serve_with, ServerConfig, ServerConnection};

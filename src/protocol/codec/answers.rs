@@ -1,11 +1,14 @@
 //! The reference programs' requests and the reference server's answers: what
 //! `app-client` sends and what `libserver.py` responds.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use super::content::{decode_json_content, json_kind};
-use super::python_json::to_python_str;
-use super::{FrameError, Message};
+use super::message::append_plain_frame;
+use super::python_json::{to_python_str, write_py_string};
+use super::{EncodeError, FrameError, Message, TEXT_JSON};
 
 /// The content type of the reference client's binary requests.
 pub const CLIENT_BINARY_TYPE: &str = "binary/custom-client-binary-type";
@@ -62,11 +65,16 @@ pub fn response_text(result: &str) -> Message {
 /// `binary`, content `First 10 bytes of request: ` followed by the first 10 bytes of
 /// `request_content` (all of it if shorter, nothing if empty).
 pub fn response_binary(request_content: &[u8]) -> Message {
-    let head = &request_content[..request_content.len().min(10)];
+    let head = binary_head(request_content);
     let mut content = Vec::with_capacity(BINARY_PREFIX.len() + head.len());
     content.extend_from_slice(BINARY_PREFIX);
     content.extend_from_slice(head);
     Message::new(SERVER_BINARY_TYPE, "binary", content)
+}
+
+/// The bytes of a binary request the binary response repeats: the first 10.
+fn binary_head(request_content: &[u8]) -> &[u8] {
+    &request_content[..request_content.len().min(10)]
 }
 
 /// The result text the reference's search table gives for `query`, if any.
@@ -88,8 +96,42 @@ pub fn search(query: &str) -> Option<&'static str> {
 ///   content that is not JSON gives `Error: invalid JSON request content.`.
 /// * any other content type, empty content included: [`response_binary`].
 pub fn respond(request: &Message) -> Message {
+    match answer(request) {
+        Answer::Text(result) => response_text(&result),
+        Answer::Binary => response_binary(&request.content),
+    }
+}
+
+/// Appends the frame of [`respond`]`(request)` to `out`, byte for byte what
+/// `respond(request).encode()` gives, without building the response [`Message`] (a server's
+/// path: one buffer for the content, one for the header).
+pub fn encode_response(request: &Message, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    match answer(request) {
+        Answer::Text(result) => {
+            let mut content = String::with_capacity(result.len() + 16);
+            content.push_str("{\"result\": ");
+            write_py_string(&mut content, &result);
+            content.push('}');
+            append_plain_frame(TEXT_JSON, "utf-8", &[content.as_bytes()], out)
+        }
+        Answer::Binary => append_plain_frame(
+            SERVER_BINARY_TYPE,
+            "binary",
+            &[BINARY_PREFIX, binary_head(&request.content)],
+            out,
+        ),
+    }
+}
+
+/// What the server answers: a `text/json` result, or the binary response.
+enum Answer {
+    Text(Cow<'static, str>),
+    Binary,
+}
+
+fn answer(request: &Message) -> Answer {
     if !request.is_json() {
-        return response_binary(&request.content);
+        return Answer::Binary;
     }
     let parsed;
     let value = match &request.json {
@@ -100,30 +142,29 @@ pub fn respond(request: &Message) -> Message {
                 &parsed
             }
             Err(FrameError::UnsupportedEncoding { encoding }) => {
-                return response_text(&unsupported_encoding_text(&encoding));
+                return Answer::Text(unsupported_encoding_text(&encoding).into());
             }
-            Err(_) => return response_text(INVALID_JSON_TEXT),
+            Err(_) => return Answer::Text(INVALID_JSON_TEXT.into()),
         },
     };
     let Value::Object(object) = value else {
-        return response_text(&format!(
-            "Error: invalid request: expected a JSON object, got {}.",
-            json_kind(value)
-        ));
+        return Answer::Text(
+            format!(
+                "Error: invalid request: expected a JSON object, got {}.",
+                json_kind(value)
+            )
+            .into(),
+        );
     };
     let action = object.get("action").unwrap_or(&Value::Null);
     if action.as_str() == Some("search") {
         let query = object.get("value").unwrap_or(&Value::Null);
-        let answer = match query.as_str().and_then(search) {
-            Some(answer) => answer.to_owned(),
-            None => format!("No match for '{}'.", to_python_str(query)),
-        };
-        response_text(&answer)
+        Answer::Text(match query.as_str().and_then(search) {
+            Some(answer) => answer.into(),
+            None => format!("No match for '{}'.", to_python_str(query)).into(),
+        })
     } else {
-        response_text(&format!(
-            "Error: invalid action '{}'.",
-            to_python_str(action)
-        ))
+        Answer::Text(format!("Error: invalid action '{}'.", to_python_str(action)).into())
     }
 }
 

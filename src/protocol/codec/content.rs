@@ -14,6 +14,10 @@ enum TextEncoding {
 /// Looks an encoding name up as Python's codec registry does for these three codecs: case and
 /// the separators `-`, `_`, ` ` and `.` do not matter, and the common aliases are known.
 fn text_encoding(name: &str) -> Option<TextEncoding> {
+    // The name every client of the protocol sends, without the normalising copy.
+    if name == "utf-8" {
+        return Some(TextEncoding::Utf8);
+    }
     let normalized: String = name
         .trim()
         .chars()

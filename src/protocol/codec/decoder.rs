@@ -201,10 +201,7 @@ impl Decoder {
                     if partial.remaining() > 0 {
                         return Ok(None);
                     }
-                    let message = std::mem::replace(
-                        &mut partial.message,
-                        Message::new(String::new(), String::new(), Vec::new()),
-                    );
+                    let message = std::mem::replace(&mut partial.message, Message::empty());
                     self.state = State::LengthPrefix;
                     self.compact_if_idle();
                     return finish_content(message).map(Some);
@@ -306,6 +303,9 @@ fn parse_header(bytes: &[u8], max_content_len: usize) -> Result<Box<Partial>, Fr
     let text = std::str::from_utf8(bytes).map_err(|err| FrameError::HeaderNotUtf8 {
         valid_up_to: err.valid_up_to(),
     })?;
+    if let Some(partial) = parse_plain_header(text, max_content_len) {
+        return Ok(partial);
+    }
     let value: Value = serde_json::from_str(text).map_err(|err| FrameError::HeaderNotJson {
         detail: err.to_string(),
     })?;
@@ -367,6 +367,131 @@ fn parse_header(bytes: &[u8], max_content_len: usize) -> Result<Box<Partial>, Fr
     }))
 }
 
+/// The header as every client of the protocol writes it — one flat object holding exactly the
+/// four required keys once each, strings without escapes and a content length in plain
+/// digits within the limit — parsed without building a JSON value; `None` for anything else
+/// (extra keys, escapes, other types, an error), which [`parse_header`] then parses in full.
+/// Where it gives a header, the full parse gives the same one.
+fn parse_plain_header(text: &str, max_content_len: usize) -> Option<Box<Partial>> {
+    let mut json = PlainJson {
+        text,
+        bytes: text.as_bytes(),
+        at: 0,
+    };
+    let mut fields: [Option<PlainValue<'_>>; 4] = [None; 4];
+    json.expect(b'{')?;
+    loop {
+        let key = json.string()?;
+        json.expect(b':')?;
+        let value = json.value()?;
+        let slot = REQUIRED_HEADERS
+            .iter()
+            .position(|&required| required == key)?;
+        if fields[slot].replace(value).is_some() {
+            return None;
+        }
+        match json.next_byte()? {
+            b',' => continue,
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    if json.next_byte().is_some() {
+        return None;
+    }
+    let [Some(PlainValue::Str(byteorder)), Some(PlainValue::Int(length)), Some(PlainValue::Str(content_type)), Some(PlainValue::Str(content_encoding))] =
+        fields
+    else {
+        return None;
+    };
+    let expected = usize::try_from(length)
+        .ok()
+        .filter(|&n| n <= max_content_len)?;
+    Some(Box::new(Partial {
+        message: Message {
+            byteorder: byteorder.to_owned(),
+            content_type: content_type.to_owned(),
+            content_encoding: content_encoding.to_owned(),
+            extra: serde_json::Map::new(),
+            content: Vec::new(),
+            json: None,
+        },
+        expected,
+    }))
+}
+
+/// A value [`parse_plain_header`] reads: a string with no escape, or a non-negative integer.
+#[derive(Clone, Copy)]
+enum PlainValue<'a> {
+    Str(&'a str),
+    Int(u64),
+}
+
+/// A cursor over JSON text that reads only the plain forms, giving `None` on anything else.
+struct PlainJson<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> PlainJson<'a> {
+    /// The next byte that is not JSON whitespace, consumed.
+    fn next_byte(&mut self) -> Option<u8> {
+        while let Some(&b) = self.bytes.get(self.at) {
+            self.at += 1;
+            if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+                return Some(b);
+            }
+        }
+        None
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        (self.next_byte()? == byte).then_some(())
+    }
+
+    fn string(&mut self) -> Option<&'a str> {
+        self.expect(b'"')?;
+        let start = self.at;
+        loop {
+            match *self.bytes.get(self.at)? {
+                b'"' => break,
+                b'\\' => return None,
+                b if b < 0x20 => return None,
+                _ => self.at += 1,
+            }
+        }
+        self.at += 1;
+        // Both ends sit next to an ASCII quote, so they are character boundaries.
+        self.text.get(start..self.at - 1)
+    }
+
+    fn value(&mut self) -> Option<PlainValue<'a>> {
+        let first = self.next_byte()?;
+        if first == b'"' {
+            self.at -= 1;
+            return self.string().map(PlainValue::Str);
+        }
+        if !first.is_ascii_digit() {
+            return None;
+        }
+        let mut n = u64::from(first - b'0');
+        while let Some(&b) = self.bytes.get(self.at).filter(|b| b.is_ascii_digit()) {
+            // JSON forbids a leading zero; serde_json reads past u64 as a float.
+            if n == 0 {
+                return None;
+            }
+            n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+            self.at += 1;
+        }
+        // A fraction or an exponent makes a float.
+        if matches!(self.bytes.get(self.at), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        Some(PlainValue::Int(n))
+    }
+}
+
 fn finish_content(mut message: Message) -> Result<Message, FrameError> {
     if message.is_json() {
         message.json = Some(decode_json_content(
@@ -375,4 +500,94 @@ fn finish_content(mut message: Message) -> Result<Message, FrameError> {
         )?);
     }
     Ok(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The full parse, skipping the plain one.
+    fn parse_full(text: &str, max: usize) -> Result<Box<Partial>, FrameError> {
+        let value: Value = serde_json::from_str(text).map_err(|err| FrameError::HeaderNotJson {
+            detail: err.to_string(),
+        })?;
+        let Value::Object(mut header) = value else {
+            return Err(FrameError::HeaderNotObject { found: "other" });
+        };
+        let mut take = |key: &str| header.shift_remove(key).unwrap_or(Value::Null);
+        let (byteorder, length, content_type, content_encoding) = (
+            take("byteorder"),
+            take("content-length"),
+            take("content-type"),
+            take("content-encoding"),
+        );
+        let expected = length.as_u64().and_then(|n| usize::try_from(n).ok());
+        let (Value::String(b), Some(expected), Value::String(t), Value::String(e)) =
+            (byteorder, expected, content_type, content_encoding)
+        else {
+            return Err(FrameError::HeaderNotObject { found: "other" });
+        };
+        Ok(Box::new(Partial {
+            message: Message {
+                byteorder: b,
+                content_type: t,
+                content_encoding: e,
+                extra: header,
+                content: Vec::new(),
+                json: None,
+            },
+            expected: expected.min(max),
+        }))
+    }
+
+    #[test]
+    fn plain_header_parse_agrees_with_the_full_one_or_declines() {
+        let plain = [
+            r#"{"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8", "content-length": 42}"#,
+            r#"{"content-length":0,"byteorder":"big","content-type":"","content-encoding":"binary"}"#,
+            " \t\r\n{ \"byteorder\" : \"x\" , \"content-type\" : \"caf\u{e9} \u{1f430}\", \"content-encoding\": \"utf-8\", \"content-length\": 18446744073709551615 } \n",
+            "{\"byteorder\": \"little\", \"content-type\": \"a/b\", \"content-encoding\": \"\u{7f}\", \"content-length\": 10}",
+        ];
+        for text in plain {
+            let fast = parse_plain_header(text, usize::MAX).expect(text);
+            let full = parse_full(text, usize::MAX).expect(text);
+            assert_eq!(fast.message, full.message, "{text}");
+            assert_eq!(fast.expected, full.expected, "{text}");
+        }
+        let declined = [
+            // escapes, extra keys, duplicates, other types, numbers serde reads as floats
+            r#"{"byteorder": "li\"ttle", "content-type": "t", "content-encoding": "e", "content-length": 1}"#,
+            r#"{"byteorder": "little", "content-type": "t", "content-encoding": "e", "content-length": 1, "x": 1}"#,
+            r#"{"byteorder": "little", "byteorder": "big", "content-type": "t", "content-encoding": "e", "content-length": 1}"#,
+            r#"{"byteorder": 1, "content-type": "t", "content-encoding": "e", "content-length": 1}"#,
+            r#"{"byteorder": "l", "content-type": "t", "content-encoding": "e", "content-length": 1.0}"#,
+            r#"{"byteorder": "l", "content-type": "t", "content-encoding": "e", "content-length": 1e3}"#,
+            r#"{"byteorder": "l", "content-type": "t", "content-encoding": "e", "content-length": -1}"#,
+            r#"{"byteorder": "l", "content-type": "t", "content-encoding": "e", "content-length": 01}"#,
+            r#"{"byteorder": "l", "content-type": "t", "content-encoding": "e", "content-length": 18446744073709551616}"#,
+            r#"{"byteorder": "l", "content-type": "t", "content-encoding": "e", "content-length": "1"}"#,
+            // missing keys, malformed JSON, trailing bytes, control characters
+            r#"{"byteorder": "l", "content-type": "t", "content-length": 1}"#,
+            r#"{"byteorder": "l", "content-type": "t", "content-encoding": "e", "content-length": 1,}"#,
+            r#"{"byteorder": "l", "content-type": "t", "content-encoding": "e", "content-length": 1} x"#,
+            "{\"byteorder\": \"l\tx\", \"content-type\": \"t\", \"content-encoding\": \"e\", \"content-length\": 1}",
+            r#"{"byteorder": "l" "content-type": "t", "content-encoding": "e", "content-length": 1}"#,
+            r#"{}"#,
+            r#""#,
+            r#"{"byteorder"#,
+        ];
+        for text in declined {
+            assert!(parse_plain_header(text, usize::MAX).is_none(), "{text}");
+        }
+        // Over the limit: declined, so that the full parse reports ContentTooLong.
+        let over = r#"{"byteorder": "l", "content-type": "t", "content-encoding": "e", "content-length": 11}"#;
+        assert!(parse_plain_header(over, 10).is_none());
+        assert!(matches!(
+            parse_header(over.as_bytes(), 10),
+            Err(FrameError::ContentTooLong {
+                length: 11,
+                limit: 10
+            })
+        ));
+    }
 }

@@ -67,6 +67,18 @@ impl Message {
         }
     }
 
+    /// A message with every field empty, which allocates nothing: a placeholder.
+    pub(super) fn empty() -> Message {
+        Message {
+            byteorder: String::new(),
+            content_type: String::new(),
+            content_encoding: String::new(),
+            extra: Map::new(),
+            content: Vec::new(),
+            json: None,
+        }
+    }
+
     /// A `text/json`, `utf-8` message whose content is `value` as the reference writes it.
     pub fn text_json(value: Value) -> Message {
         let mut message = Message::new(TEXT_JSON, "utf-8", to_python_json(&value));
@@ -84,14 +96,13 @@ impl Message {
     /// than those four.
     pub fn header_json(&self) -> String {
         let mut out = String::with_capacity(128);
-        out.push_str("{\"byteorder\": ");
-        write_py_string(&mut out, &self.byteorder);
-        out.push_str(", \"content-type\": ");
-        write_py_string(&mut out, &self.content_type);
-        out.push_str(", \"content-encoding\": ");
-        write_py_string(&mut out, &self.content_encoding);
-        // Writing to a String cannot fail.
-        let _ = write!(out, ", \"content-length\": {}", self.content.len());
+        write_required_headers(
+            &mut out,
+            &self.byteorder,
+            &self.content_type,
+            &self.content_encoding,
+            self.content.len(),
+        );
         for (key, value) in &self.extra {
             if REQUIRED_HEADERS.contains(&key.as_str()) {
                 continue;
@@ -114,15 +125,61 @@ impl Message {
 
     /// Appends the whole frame to `out`; on error `out` is left as it was.
     pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        let header = self.header_json();
-        let len = u16::try_from(header.len())
-            .map_err(|_| EncodeError::HeaderTooLong { len: header.len() })?;
-        out.reserve(2 + header.len() + self.content.len());
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(header.as_bytes());
-        out.extend_from_slice(&self.content);
-        Ok(())
+        append_frame(&self.header_json(), &[&self.content], out)
     }
+}
+
+/// The header up to, not including, the closing brace: the four required keys.
+fn write_required_headers(
+    out: &mut String,
+    byteorder: &str,
+    content_type: &str,
+    content_encoding: &str,
+    content_len: usize,
+) {
+    out.push_str("{\"byteorder\": ");
+    write_py_string(out, byteorder);
+    out.push_str(", \"content-type\": ");
+    write_py_string(out, content_type);
+    out.push_str(", \"content-encoding\": ");
+    write_py_string(out, content_encoding);
+    // Writing to a String cannot fail.
+    let _ = write!(out, ", \"content-length\": {content_len}");
+}
+
+/// Appends the frame of `Message::new(content_type, content_encoding, content)` — this host's
+/// byte order, no extra headers — to `out`, without building the message; `content` is given
+/// in pieces, written one after the other.
+pub(super) fn append_plain_frame(
+    content_type: &str,
+    content_encoding: &str,
+    content: &[&[u8]],
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let content_len = content.iter().map(|piece| piece.len()).sum();
+    let mut header = String::with_capacity(128);
+    write_required_headers(
+        &mut header,
+        HOST_BYTEORDER,
+        content_type,
+        content_encoding,
+        content_len,
+    );
+    header.push('}');
+    append_frame(&header, content, out)
+}
+
+fn append_frame(header: &str, content: &[&[u8]], out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let len = u16::try_from(header.len())
+        .map_err(|_| EncodeError::HeaderTooLong { len: header.len() })?;
+    let content_len: usize = content.iter().map(|piece| piece.len()).sum();
+    out.reserve(2 + header.len() + content_len);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for piece in content {
+        out.extend_from_slice(piece);
+    }
+    Ok(())
 }
 
 /// Why a [`Message`] cannot be encoded.
