@@ -10,6 +10,7 @@
 //! content over the limit (refused before anything is allocated for it), a peer that closes
 //! mid-frame, or a request not completed within the timeout.
 
+use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
@@ -97,7 +98,7 @@ macro_rules! access {
 /// One server connection: reads requests, writes the answers of [`codec::respond`].
 #[derive(Debug)]
 pub struct ServerConnection {
-    peer: String,
+    peer: Peer,
     config: ServerConfig,
     decoder: Decoder,
     out: OutBuf,
@@ -112,8 +113,18 @@ pub struct ServerConnection {
 impl ServerConnection {
     /// A connection from `peer` (used in log lines).
     pub fn new(peer: impl Into<String>, config: ServerConfig) -> ServerConnection {
+        ServerConnection::with_peer(Peer::Name(peer.into()), config)
+    }
+
+    /// A connection from `addr`, named in log lines as the reference prints addresses
+    /// (see [`python_addr`]), written out only when a line is logged.
+    pub fn from_addr(addr: SocketAddr, config: ServerConfig) -> ServerConnection {
+        ServerConnection::with_peer(Peer::Addr(addr), config)
+    }
+
+    fn with_peer(peer: Peer, config: ServerConfig) -> ServerConnection {
         ServerConnection {
-            peer: peer.into(),
+            peer,
             config,
             decoder: Decoder::with_max_content_len(config.max_content_len),
             out: OutBuf::new(config.output_limit),
@@ -155,12 +166,13 @@ impl ServerConnection {
             } else {
                 self.decoder.next_message()
             };
-            let response = match next {
+            let mut bytes = Vec::new();
+            match next {
                 Ok(Some(request)) => {
                     if self.config.access_log || log::log_enabled!(log::Level::Debug) {
                         log_request(&request, &self.peer, self.config.access_log);
                     }
-                    codec::respond(&request)
+                    codec::encode_response(&request, &mut bytes)?;
                 }
                 Ok(None) => {
                     self.done_reading = self.eof;
@@ -169,12 +181,11 @@ impl ServerConnection {
                 Err(e) => match codec::error_response(&e) {
                     Some(answer) => {
                         log::debug!("bad request content from {}: {e}", self.peer);
-                        answer
+                        answer.encode_into(&mut bytes)?;
                     }
                     None => return Err(e.into()),
                 },
-            };
-            let bytes = response.encode()?;
+            }
             log::debug!("sending {} bytes to {}", bytes.len(), self.peer);
             self.out.write_or_queue(stream, &bytes)?;
             self.served += 1;
@@ -195,7 +206,23 @@ impl ServerConnection {
     }
 }
 
-fn log_request(request: &Message, peer: &str, access_log: bool) {
+/// Who is at the other end, as log lines name it.
+#[derive(Debug)]
+enum Peer {
+    Name(String),
+    Addr(SocketAddr),
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Name(name) => f.write_str(name),
+            Peer::Addr(addr) => write_python_addr(f, *addr),
+        }
+    }
+}
+
+fn log_request(request: &Message, peer: &Peer, access_log: bool) {
     let config = ServerConfig::default().access_log(access_log);
     match &request.json {
         Some(value) => access!(
@@ -296,12 +323,19 @@ pub fn serve_with<S: Selector>(
 ) -> io::Result<Token> {
     let (token, _) = crate::server::serve(&mut reactor.context(), listener, limits, move |peer| {
         access!(config, "accepted connection from {}", python_addr(*peer));
-        Ok(ServerConnection::new(python_addr(*peer), config))
+        Ok(ServerConnection::from_addr(*peer, config))
     })?;
     Ok(token)
 }
 
 /// An address as the reference prints it: `('127.0.0.1', 65432)`.
 pub fn python_addr(addr: SocketAddr) -> String {
-    format!("('{}', {})", addr.ip(), addr.port())
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = write_python_addr(&mut out, addr);
+    out
+}
+
+fn write_python_addr(out: &mut impl fmt::Write, addr: SocketAddr) -> fmt::Result {
+    write!(out, "('{}', {})", addr.ip(), addr.port())
 }
