@@ -3,13 +3,16 @@
 
 mod common;
 
+use std::cell::Cell;
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
-use std::os::fd::RawFd;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rawloop::net::Listener;
 use rawloop::{Acceptor, Context, Event, Events, Interest, Reactor, Selector, Token, WakeSource};
 
 /// A selector that refuses the `refuse`-th registration of a source (the reactor's own
@@ -229,7 +232,98 @@ fn out_of_fds_pauses_then_serves_every_client<S: Selector + 'static>() {
     assert!(status.success(), "{status}");
 }
 
+/// A TCP listener that counts the accepts that found nothing.
+struct Counting {
+    inner: TcpListener,
+    empty: Rc<Cell<usize>>,
+}
+
+impl AsRawFd for Counting {
+    fn as_raw_fd(&self) -> RawFd {
+        self.inner.as_raw_fd()
+    }
+}
+
+impl Listener for Counting {
+    type Stream = TcpStream;
+    type Addr = SocketAddr;
+
+    fn accept_nonblocking(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let result = self.inner.accept_nonblocking();
+        if matches!(&result, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+            self.empty.set(self.empty.get() + 1);
+        }
+        result
+    }
+}
+
+/// Runs rounds until `accepted` reaches `n`; how many rounds that took.
+fn rounds_until<S: Selector>(reactor: &mut Reactor<S>, accepted: &Cell<usize>, n: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut rounds = 0;
+    while accepted.get() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} accepted",
+            accepted.get()
+        );
+        reactor.run_once(Some(Duration::from_millis(100))).unwrap();
+        rounds += 1;
+    }
+    rounds
+}
+
+/// Regression: the acceptor called `accept` until it failed with WouldBlock at every event,
+/// and on Linux an `accept` that finds nothing costs about what one that finds a connection
+/// does (the kernel allocates the new socket and its file before it looks), so a server
+/// that got one connection per event made two accepts per connection. It now takes as many
+/// as the last events found. A burst of connections still drains in a few dozen rounds.
+fn accepts_that_find_nothing_are_rare<S: Selector + 'static>() {
+    let mut reactor: Reactor<S> = Reactor::with_selector(S::new().unwrap()).unwrap();
+    let listener = common::loopback_listener();
+    let addr = listener.local_addr().unwrap();
+    let empty = Rc::new(Cell::new(0));
+    let accepted = Rc::new(Cell::new(0));
+    let counted = accepted.clone();
+    let acceptor = Acceptor::new(move |stream: TcpStream, _, _: &mut Context<'_>| {
+        counted.set(counted.get() + 1);
+        drop(stream);
+        Ok(())
+    });
+    let listener = Counting {
+        inner: listener,
+        empty: empty.clone(),
+    };
+    reactor
+        .register(listener, Interest::READABLE, acceptor)
+        .unwrap();
+
+    // One connection per event.
+    let mut clients = Vec::new();
+    for n in 1..=100 {
+        clients.push(TcpStream::connect(addr).unwrap());
+        rounds_until(&mut reactor, &accepted, n);
+    }
+    // The first event finds the queue empty after its connection, and then one event in 9
+    // tries one more: 1 + 100 / 9.
+    assert!(empty.get() <= 12, "{} failed accepts", empty.get());
+
+    // A burst.
+    let before = empty.get();
+    for _ in 0..300 {
+        clients.push(TcpStream::connect(addr).unwrap());
+    }
+    let rounds = rounds_until(&mut reactor, &accepted, 400);
+    assert!(rounds <= 60, "{rounds} rounds for a burst of 300");
+    assert!(
+        empty.get() - before <= 2,
+        "{} failed accepts",
+        empty.get() - before
+    );
+}
+
 common::per_backend!(
+    accepts_that_find_nothing_are_rare,
     refused_registration_closes_that_connection_only,
     #[cfg(target_os = "linux")]
     out_of_fds_pauses_then_serves_every_client,
