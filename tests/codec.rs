@@ -218,12 +218,34 @@ fn encode_response_writes_what_respond_encodes() {
     ] {
         requests.push(Message::text_json(value));
     }
+    for content in [
+        r#"{"action": "search", "value": 5}"#,
+        r#"{"action": 18446744073709551615}"#,
+        r#"{"value": "x", "action": "search", "action": "x"}"#,
+        r#"{"action":"search","value":"ring","value":"morpheus"}"#,
+        " {\t\"action\" : \"search\" , \"value\":\"caf\u{e9}\" } ",
+        r#"{"action": "search", "value": "a\"b"}"#,
+        r#"{"action": "search", "value": 1.5}"#,
+        "{}",
+    ] {
+        requests.push(Message::new("text/json", "utf-8", content));
+    }
     for request in requests {
         let mut direct = vec![7];
         codec::encode_response(&request, &mut direct).unwrap();
         let mut expected = vec![7];
         expected.extend(codec::respond(&request).encode().unwrap());
         assert_eq!(direct, expected, "{request:?}");
+        // The content read in place (json left unparsed) gets the answer to the parsed JSON.
+        let mut parsed = request.clone();
+        parsed.json = request.parse_json().ok().filter(|_| request.is_json());
+        let mut unparsed = request.clone();
+        unparsed.json = None;
+        let mut lazy = vec![7];
+        codec::encode_response(&unparsed, &mut lazy).unwrap();
+        let mut expected = vec![7];
+        expected.extend(codec::respond(&parsed).encode().unwrap());
+        assert_eq!(lazy, expected, "{request:?}");
     }
 }
 

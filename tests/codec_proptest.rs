@@ -271,6 +271,22 @@ proptest! {
         let mut direct = Vec::new();
         codec::encode_response(&message, &mut direct).expect("small headers");
         prop_assert_eq!(&direct, &bytes);
+        // A decoder that leaves the JSON unparsed: the answer, reading the content in place,
+        // is the answer to the content as a parsing decoder reads it.
+        let frame = message.encode().expect("small headers");
+        let mut parsing = Decoder::new();
+        parsing.feed(&frame);
+        let mut lazy = Decoder::new().parse_json(false);
+        lazy.feed(&frame);
+        let unparsed = lazy.next_message().expect("valid frame").expect("whole frame");
+        prop_assert_eq!(unparsed.json.as_ref(), None);
+        let mut answer = Vec::new();
+        codec::encode_response(&unparsed, &mut answer).expect("small headers");
+        let expected = match parsing.next_message() {
+            Ok(parsed) => codec::respond(&parsed.expect("whole frame")),
+            Err(err) => codec::error_response(&err).expect("a content error"),
+        };
+        prop_assert_eq!(answer, expected.encode().expect("small headers"));
         let mut decoder = Decoder::new();
         decoder.feed(&bytes);
         let decoded = decoder.next_message().expect("valid frame").expect("whole frame");

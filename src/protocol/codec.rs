@@ -47,6 +47,7 @@ mod content;
 mod decoder;
 mod frame_error;
 mod message;
+mod plain_json;
 mod python_json;
 
 pub use answers::{

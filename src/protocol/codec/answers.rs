@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::content::{decode_json_content, json_kind};
 use super::message::append_plain_frame;
+use super::plain_json::{self, PlainValue};
 use super::python_json::{to_python_str, write_py_string};
 use super::{EncodeError, FrameError, Message, TEXT_JSON};
 
@@ -136,16 +137,21 @@ fn answer(request: &Message) -> Answer {
     let parsed;
     let value = match &request.json {
         Some(value) => value,
-        None => match decode_json_content(&request.content_encoding, &request.content) {
-            Ok(value) => {
-                parsed = value;
-                &parsed
+        None => {
+            if let Some(answer) = plain_answer(&request.content_encoding, &request.content) {
+                return answer;
             }
-            Err(FrameError::UnsupportedEncoding { encoding }) => {
-                return Answer::Text(unsupported_encoding_text(&encoding).into());
+            match decode_json_content(&request.content_encoding, &request.content) {
+                Ok(value) => {
+                    parsed = value;
+                    &parsed
+                }
+                Err(FrameError::UnsupportedEncoding { encoding }) => {
+                    return Answer::Text(unsupported_encoding_text(&encoding).into());
+                }
+                Err(_) => return Answer::Text(INVALID_JSON_TEXT.into()),
             }
-            Err(_) => return Answer::Text(INVALID_JSON_TEXT.into()),
-        },
+        }
     };
     let Value::Object(object) = value else {
         return Answer::Text(
@@ -157,14 +163,68 @@ fn answer(request: &Message) -> Answer {
         );
     };
     let action = object.get("action").unwrap_or(&Value::Null);
-    if action.as_str() == Some("search") {
-        let query = object.get("value").unwrap_or(&Value::Null);
-        Answer::Text(match query.as_str().and_then(search) {
-            Some(answer) => answer.into(),
-            None => format!("No match for '{}'.", to_python_str(query)).into(),
-        })
+    let query = object.get("value").unwrap_or(&Value::Null);
+    object_answer(
+        action.as_str(),
+        query.as_str(),
+        || to_python_str(action),
+        || to_python_str(query),
+    )
+}
+
+/// The answer to `utf-8` content that is a plain object (see `plain_json`), read in place;
+/// `None` for any other content.
+fn plain_answer(encoding: &str, content: &[u8]) -> Option<Answer> {
+    if encoding != "utf-8" {
+        return None;
+    }
+    let text = std::str::from_utf8(content).ok()?;
+    let (mut action, mut query) = (None, None);
+    plain_json::for_each_member(text, |key, value| {
+        // A repeated key: the last value counts, as in the full parse.
+        match key {
+            "action" => action = Some(value),
+            "value" => query = Some(value),
+            _ => {}
+        }
+        Some(())
+    })?;
+    fn as_str(value: Option<PlainValue<'_>>) -> Option<&str> {
+        match value {
+            Some(PlainValue::Str(s)) => Some(s),
+            _ => None,
+        }
+    }
+    // What Python's str() shows for a missing value or an integer (strings show as they are).
+    let shown = |value: Option<PlainValue<'_>>| match value {
+        Some(PlainValue::Int(n)) => n.to_string(),
+        _ => "None".to_owned(),
+    };
+    Some(object_answer(
+        as_str(action),
+        as_str(query),
+        || shown(action),
+        || shown(query),
+    ))
+}
+
+/// The answer to an object request, given its `action` and `value` where they are strings,
+/// and how Python's `str()` shows them where they are not.
+fn object_answer(
+    action: Option<&str>,
+    query: Option<&str>,
+    show_action: impl FnOnce() -> String,
+    show_query: impl FnOnce() -> String,
+) -> Answer {
+    if action == Some("search") {
+        if let Some(answer) = query.and_then(search) {
+            return Answer::Text(answer.into());
+        }
+        let shown = query.map_or_else(show_query, str::to_owned);
+        Answer::Text(format!("No match for '{shown}'.").into())
     } else {
-        Answer::Text(format!("Error: invalid action '{}'.", to_python_str(action)).into())
+        let shown = action.map_or_else(show_action, str::to_owned);
+        Answer::Text(format!("Error: invalid action '{shown}'.").into())
     }
 }
 

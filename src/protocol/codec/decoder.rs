@@ -3,7 +3,8 @@
 
 use serde_json::Value;
 
-use super::content::{decode_json_content, json_kind};
+use super::content::json_kind;
+use super::plain_json::{self, PlainValue};
 use super::python_json::to_python_json;
 use super::{FrameError, Message, Stage, REQUIRED_HEADERS};
 
@@ -35,6 +36,7 @@ const IDLE_BUFFER_CAPACITY: usize = 64 * 1024;
 #[derive(Debug, Clone)]
 pub struct Decoder {
     max_content_len: usize,
+    parse_json: bool,
     buf: Vec<u8>,
     start: usize,
     state: State,
@@ -97,10 +99,21 @@ impl Decoder {
     pub fn with_max_content_len(max_content_len: usize) -> Decoder {
         Decoder {
             max_content_len,
+            parse_json: true,
             buf: Vec::new(),
             start: 0,
             state: State::LengthPrefix,
         }
+    }
+
+    /// Whether `text/json` content is parsed into [`Message::json`] (on by default). Off, the
+    /// decoder returns such messages with `json` left `None` and never reports
+    /// [`FrameError::ContentNotJson`] or [`FrameError::UnsupportedEncoding`]: for a server that
+    /// answers with [`encode_response`](super::encode_response), which reads what it needs
+    /// of the content in place. [`Message::parse_json`] parses it later.
+    pub fn parse_json(mut self, on: bool) -> Decoder {
+        self.parse_json = on;
+        self
     }
 
     /// The content limit in bytes.
@@ -204,6 +217,9 @@ impl Decoder {
                     let message = std::mem::replace(&mut partial.message, Message::empty());
                     self.state = State::LengthPrefix;
                     self.compact_if_idle();
+                    if !self.parse_json {
+                        return Ok(Some(message));
+                    }
                     return finish_content(message).map(Some);
                 }
             }
@@ -369,36 +385,18 @@ fn parse_header(bytes: &[u8], max_content_len: usize) -> Result<Box<Partial>, Fr
 
 /// The header as every client of the protocol writes it — one flat object holding exactly the
 /// four required keys once each, strings without escapes and a content length in plain
-/// digits within the limit — parsed without building a JSON value; `None` for anything else
+/// digits within the limit — read without building a JSON value; `None` for anything else
 /// (extra keys, escapes, other types, an error), which [`parse_header`] then parses in full.
 /// Where it gives a header, the full parse gives the same one.
 fn parse_plain_header(text: &str, max_content_len: usize) -> Option<Box<Partial>> {
-    let mut json = PlainJson {
-        text,
-        bytes: text.as_bytes(),
-        at: 0,
-    };
     let mut fields: [Option<PlainValue<'_>>; 4] = [None; 4];
-    json.expect(b'{')?;
-    loop {
-        let key = json.string()?;
-        json.expect(b':')?;
-        let value = json.value()?;
+    plain_json::for_each_member(text, |key, value| {
         let slot = REQUIRED_HEADERS
             .iter()
             .position(|&required| required == key)?;
-        if fields[slot].replace(value).is_some() {
-            return None;
-        }
-        match json.next_byte()? {
-            b',' => continue,
-            b'}' => break,
-            _ => return None,
-        }
-    }
-    if json.next_byte().is_some() {
-        return None;
-    }
+        // A repeated key: the full parse keeps the last value in the first one's place.
+        fields[slot].replace(value).is_none().then_some(())
+    })?;
     let [Some(PlainValue::Str(byteorder)), Some(PlainValue::Int(length)), Some(PlainValue::Str(content_type)), Some(PlainValue::Str(content_encoding))] =
         fields
     else {
@@ -420,84 +418,9 @@ fn parse_plain_header(text: &str, max_content_len: usize) -> Option<Box<Partial>
     }))
 }
 
-/// A value [`parse_plain_header`] reads: a string with no escape, or a non-negative integer.
-#[derive(Clone, Copy)]
-enum PlainValue<'a> {
-    Str(&'a str),
-    Int(u64),
-}
-
-/// A cursor over JSON text that reads only the plain forms, giving `None` on anything else.
-struct PlainJson<'a> {
-    text: &'a str,
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> PlainJson<'a> {
-    /// The next byte that is not JSON whitespace, consumed.
-    fn next_byte(&mut self) -> Option<u8> {
-        while let Some(&b) = self.bytes.get(self.at) {
-            self.at += 1;
-            if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
-                return Some(b);
-            }
-        }
-        None
-    }
-
-    fn expect(&mut self, byte: u8) -> Option<()> {
-        (self.next_byte()? == byte).then_some(())
-    }
-
-    fn string(&mut self) -> Option<&'a str> {
-        self.expect(b'"')?;
-        let start = self.at;
-        loop {
-            match *self.bytes.get(self.at)? {
-                b'"' => break,
-                b'\\' => return None,
-                b if b < 0x20 => return None,
-                _ => self.at += 1,
-            }
-        }
-        self.at += 1;
-        // Both ends sit next to an ASCII quote, so they are character boundaries.
-        self.text.get(start..self.at - 1)
-    }
-
-    fn value(&mut self) -> Option<PlainValue<'a>> {
-        let first = self.next_byte()?;
-        if first == b'"' {
-            self.at -= 1;
-            return self.string().map(PlainValue::Str);
-        }
-        if !first.is_ascii_digit() {
-            return None;
-        }
-        let mut n = u64::from(first - b'0');
-        while let Some(&b) = self.bytes.get(self.at).filter(|b| b.is_ascii_digit()) {
-            // JSON forbids a leading zero; serde_json reads past u64 as a float.
-            if n == 0 {
-                return None;
-            }
-            n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
-            self.at += 1;
-        }
-        // A fraction or an exponent makes a float.
-        if matches!(self.bytes.get(self.at), Some(b'.' | b'e' | b'E')) {
-            return None;
-        }
-        Some(PlainValue::Int(n))
-    }
-}
-
 fn finish_content(mut message: Message) -> Result<Message, FrameError> {
     if message.is_json() {
-        message.json = Some(decode_json_content(
-            &message.content_encoding,
-            &message.content,
-        )?);
+        message.json = Some(message.parse_json()?);
     }
     Ok(message)
 }

@@ -7,7 +7,9 @@ use std::io;
 
 use serde_json::{Map, Value};
 
+use super::content::decode_json_content;
 use super::python_json::{to_python_json, write_py_json, write_py_string};
+use super::FrameError;
 
 /// The largest JSON header a frame can carry (its length is a `u16`).
 pub const MAX_HEADER_LEN: usize = u16::MAX as usize;
@@ -84,6 +86,12 @@ impl Message {
         let mut message = Message::new(TEXT_JSON, "utf-8", to_python_json(&value));
         message.json = Some(value);
         message
+    }
+
+    /// The content parsed as JSON in its `content-encoding`: what a [`Decoder`](super::Decoder)
+    /// puts in [`json`](Message::json) for a `text/json` message (whatever the content type).
+    pub fn parse_json(&self) -> Result<Value, FrameError> {
+        decode_json_content(&self.content_encoding, &self.content)
     }
 
     /// Whether the content is JSON text (`content-type` is exactly `text/json`).
