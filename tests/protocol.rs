@@ -275,6 +275,51 @@ pub fn half_a_request_is_closed_after_the_timeout<S: Selector + 'static>() {
     server.stop().unwrap();
 }
 
+/// With keep-alive the timeout counts from the last response: requests spaced under the
+/// timeout keep the connection, for longer than one timeout in all, and silence after the
+/// last one closes it a timeout later. (The server moves the deadline without touching its
+/// timer; the timer, when it fires, finds the later start and waits the rest.)
+pub fn keep_alive_timeout_counts_from_the_last_response<S: Selector + 'static>() {
+    let timeout = Duration::from_millis(400);
+    let config = ServerConfig::default()
+        .keep_alive(true)
+        .request_timeout(timeout);
+    let (server, addr) = start::<S>(config);
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let request = protocol::request_search("ring").encode().unwrap();
+    let answer_len = protocol::respond(&protocol::request_search("ring"))
+        .encode()
+        .unwrap()
+        .len();
+    let start = Instant::now();
+    for i in 0..4 {
+        std::thread::sleep(Duration::from_millis(250));
+        s.write_all(&request).unwrap();
+        let mut answer = vec![0u8; answer_len];
+        s.read_exact(&mut answer)
+            .unwrap_or_else(|e| panic!("request {i} at {:?}: {e}", start.elapsed()));
+    }
+    let last = Instant::now();
+    let mut rest = Vec::new();
+    match s.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("not closed: {e}"),
+    }
+    let idle = last.elapsed();
+    assert!(rest.is_empty());
+    assert!(
+        idle >= timeout - Duration::from_millis(50),
+        "closed after {idle:?}"
+    );
+    assert!(
+        idle < timeout + Duration::from_secs(3),
+        "closed only after {idle:?}"
+    );
+    server.stop().unwrap();
+}
+
 pub fn keep_alive_answers_many_requests_in_order<S: Selector + 'static>() {
     let (server, addr) = start::<S>(ServerConfig::default().keep_alive(true));
     let requests: Vec<Message> = (0..100)
@@ -419,6 +464,7 @@ common::per_backend!(
     empty_and_odd_content_gets_an_answer,
     half_a_request_is_closed_after_the_timeout,
     keep_alive_answers_many_requests_in_order,
+    keep_alive_timeout_counts_from_the_last_response,
     a_non_keep_alive_server_answers_one_request_per_connection,
     keep_alive_pipeline_larger_than_the_output_limit,
     keep_alive_answers_everything_before_a_half_close,

@@ -13,12 +13,13 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::buffer::OutBuf;
 use crate::diag::warn_limited;
 use crate::protocol::codec::{self, Decoder, Message, DEFAULT_MAX_CONTENT_LEN};
 use crate::server::Limits;
+use crate::timers::instant_after;
 use crate::{Context, Event, Handler, Interest, Reactor, Selector, TimerId, Token};
 
 /// Settings of a Message-protocol server; start from `ServerConfig::default()` and change
@@ -106,7 +107,11 @@ pub struct ServerConnection {
     done_reading: bool,
     /// The client has closed its side: answer what is buffered, then close.
     eof: bool,
+    /// The request timer: due `request_timeout` after `since`, or later (see `rearm`).
     deadline: Option<TimerId>,
+    /// When the request under way started: the connection's registration, or the round that
+    /// answered the last request.
+    since: Option<Instant>,
     served: u64,
 }
 
@@ -126,11 +131,13 @@ impl ServerConnection {
         ServerConnection {
             peer,
             config,
-            decoder: Decoder::with_max_content_len(config.max_content_len),
+            // The answer reads what it needs of the content in place.
+            decoder: Decoder::with_max_content_len(config.max_content_len).parse_json(false),
             out: OutBuf::new(config.output_limit),
             done_reading: false,
             eof: false,
             deadline: None,
+            since: None,
             served: 0,
         }
     }
@@ -194,15 +201,18 @@ impl ServerConnection {
         Ok(())
     }
 
-    /// Re-arms the request deadline: a request must complete within the timeout from now.
-    fn rearm(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        if let Some(old) = self.deadline.take() {
-            cx.cancel_timer(old);
+    /// Re-arms the request deadline after a response: the next request must complete within
+    /// the timeout from now. The timer is left where it is and only `since` moves (the
+    /// round's clock, no syscall); when it fires, [`timeout`](Handler::timeout) sees the later
+    /// start and sets it again for the rest. A connection that is done reading needs none.
+    fn rearm(&mut self, cx: &mut Context<'_>) {
+        if self.done_reading {
+            if let Some(old) = self.deadline.take() {
+                cx.cancel_timer(old);
+            }
+        } else {
+            self.since = Some(cx.now());
         }
-        if !self.done_reading {
-            self.deadline = Some(cx.set_timer(self.config.request_timeout)?);
-        }
-        Ok(())
     }
 }
 
@@ -224,7 +234,17 @@ impl fmt::Display for Peer {
 
 fn log_request(request: &Message, peer: &Peer, access_log: bool) {
     let config = ServerConfig::default().access_log(access_log);
-    match &request.json {
+    // The server's decoder leaves the JSON unparsed; it is parsed here only for the log.
+    let parsed;
+    let value = match &request.json {
+        Some(value) => Some(value),
+        None if request.is_json() => {
+            parsed = request.parse_json().ok();
+            parsed.as_ref()
+        }
+        None => None,
+    };
+    match value {
         Some(value) => access!(
             config,
             "received request {} from {peer}",
@@ -240,6 +260,7 @@ fn log_request(request: &Message, peer: &Peer, access_log: bool) {
 
 impl<S: Read + Write + 'static> Handler<S> for ServerConnection {
     fn registered(&mut self, _: &mut S, cx: &mut Context<'_>) -> io::Result<()> {
+        self.since = Some(cx.now());
         self.deadline = Some(cx.set_timer(self.config.request_timeout)?);
         Ok(())
     }
@@ -254,7 +275,7 @@ impl<S: Read + Write + 'static> Handler<S> for ServerConnection {
         }
         self.answer_buffered(stream)?;
         if self.served != served {
-            self.rearm(cx)?;
+            self.rearm(cx);
         }
         let interest = match (self.done_reading, self.out.is_empty(), self.out.is_full()) {
             (true, true, _) => {
@@ -272,6 +293,14 @@ impl<S: Read + Write + 'static> Handler<S> for ServerConnection {
     fn timeout(&mut self, _: &mut S, cx: &mut Context<'_>, timer: TimerId) -> io::Result<()> {
         if self.deadline == Some(timer) {
             self.deadline = None;
+            let due = self
+                .since
+                .map(|since| instant_after(since, self.config.request_timeout));
+            if let Some(due) = due.filter(|&due| due > cx.now()) {
+                // A response since the timer was set: the next request has until `due`.
+                self.deadline = Some(cx.set_timer_at(due)?);
+                return Ok(());
+            }
             warn_limited!(
                 "closing connection to {}: no complete request within {:?} ({} bytes of one received)",
                 self.peer,
