@@ -105,6 +105,12 @@ impl Selector for Epoll {
         })
     }
 
+    /// Nothing to do: closing the last descriptor of an open file takes it out of every
+    /// epoll set.
+    fn deregister_before_close(&mut self, _: RawFd) -> io::Result<()> {
+        Ok(())
+    }
+
     fn readiness_fd(&self) -> Option<RawFd> {
         Some(self.epfd.as_raw_fd())
     }

@@ -315,6 +315,15 @@ impl Selector for Kqueue {
             .collect::<io::Result<()>>()
     }
 
+    /// On the BSDs and macOS closing a descriptor removes its knotes: only the table entry
+    /// goes. libkqueue (Linux) cannot see a close, so there the knotes are deleted first.
+    #[cfg(not(rawloop_libkqueue))]
+    fn deregister_before_close(&mut self, fd: RawFd) -> io::Result<()> {
+        self.registration(fd).ok_or_else(|| not_registered(fd))?;
+        self.regs[fd as usize] = None;
+        Ok(())
+    }
+
     fn select(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
         let capacity = events.capacity();
         if self.ready.len() != capacity {

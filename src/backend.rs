@@ -213,6 +213,10 @@ impl Selector for AnySelector {
         each!(self, s => s.deregister(fd))
     }
 
+    fn deregister_before_close(&mut self, fd: RawFd) -> io::Result<()> {
+        each!(self, s => s.deregister_before_close(fd))
+    }
+
     fn select(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
         each!(self, s => s.select(events, timeout))
     }

@@ -213,6 +213,15 @@ pub trait Selector {
     /// Stops watching `fd`.
     fn deregister(&mut self, fd: RawFd) -> io::Result<()>;
 
+    /// Stops watching `fd`, which is about to be closed and is the only descriptor of its
+    /// open file: what the reactor calls instead of [`deregister`](Selector::deregister)
+    /// when its sources own their fds ([`Reactor::set_exclusive_fds`](crate::Reactor::set_exclusive_fds)).
+    /// The default deregisters; a backend whose kernel forgets the fd as it closes (epoll,
+    /// kqueue) only forgets it itself, with no syscall.
+    fn deregister_before_close(&mut self, fd: RawFd) -> io::Result<()> {
+        self.deregister(fd)
+    }
+
     /// Waits until at least one registered fd is ready or `timeout` has passed, and fills
     /// `events` (cleared first).
     ///

@@ -4,6 +4,7 @@ mod common;
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -1050,7 +1051,91 @@ pub fn shutdown_waits_for_finishers_and_cuts_the_rest<S: Selector>() {
     assert!(!reactor.is_shutting_down(), "done, and ready to run again");
 }
 
+/// Counts how the reactor takes fds out of a selector.
+struct CountingRemovals<S> {
+    inner: S,
+    deregistered: Rc<RefCell<(usize, usize)>>,
+}
+
+impl<S: Selector> Selector for CountingRemovals<S> {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn new() -> io::Result<Self> {
+        Ok(CountingRemovals {
+            inner: S::new()?,
+            deregistered: Rc::default(),
+        })
+    }
+    fn register(&mut self, fd: RawFd, token: Token, interest: Interest) -> io::Result<()> {
+        self.inner.register(fd, token, interest)
+    }
+    fn reregister(&mut self, fd: RawFd, token: Token, interest: Interest) -> io::Result<()> {
+        self.inner.reregister(fd, token, interest)
+    }
+    fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
+        self.deregistered.borrow_mut().0 += 1;
+        self.inner.deregister(fd)
+    }
+    fn deregister_before_close(&mut self, fd: RawFd) -> io::Result<()> {
+        self.deregistered.borrow_mut().1 += 1;
+        self.inner.deregister_before_close(fd)
+    }
+    fn select(
+        &mut self,
+        events: &mut rawloop::Events,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        self.inner.select(events, timeout)
+    }
+}
+
+/// With exclusive fds a closing registration goes through `deregister_before_close` (no
+/// syscall on epoll and kqueue), and the fd numbers it frees are registered again at once,
+/// round after round, without an "already registered" error: the kernel and the selector
+/// have both forgotten them. Without, it is deregistered as before.
+pub fn exclusive_fds_close_without_deregistering<S: Selector>() {
+    for exclusive in [true, false] {
+        let selector = CountingRemovals {
+            inner: S::new().unwrap(),
+            deregistered: Rc::default(),
+        };
+        let counts = selector.deregistered.clone();
+        let mut reactor = Reactor::with_selector(selector).unwrap();
+        reactor.set_exclusive_fds(exclusive);
+        let mut fds = std::collections::BTreeSet::new();
+        for i in 0..200u8 {
+            let (source, mut peer) = pair();
+            fds.insert(source.as_raw_fd());
+            peer.write_all(&[i]).unwrap();
+            let read = Rc::new(RefCell::new(None));
+            let got = read.clone();
+            reactor
+                .register(
+                    source,
+                    Interest::READABLE,
+                    move |s: &mut UnixStream, cx: &mut Context<'_>, _: Event| {
+                        let mut byte = [0u8; 1];
+                        *got.borrow_mut() = Some(s.read(&mut byte).map(|_| byte[0]).ok());
+                        cx.close();
+                        Ok(())
+                    },
+                )
+                .unwrap();
+            while !reactor.is_empty() {
+                reactor.run_once(WAIT).unwrap();
+            }
+            assert_eq!(*read.borrow(), Some(Some(i)), "registration {i}");
+        }
+        // (Other tests of this process open fds meanwhile, so not every number comes back.)
+        assert!(fds.len() < 100, "the freed fd numbers were reused: {fds:?}");
+        let expected = if exclusive { (0, 200) } else { (200, 0) };
+        assert_eq!(*counts.borrow(), expected, "exclusive: {exclusive}");
+    }
+}
+
 common::per_backend!(
+    exclusive_fds_close_without_deregistering,
     event_of_source_closed_this_round_is_not_delivered,
     handler_error_closes_only_its_source,
     timers_fire_in_order_and_not_early,
