@@ -85,6 +85,9 @@ impl ServerConfig {
     }
 }
 
+/// A response buffer grown past this is dropped after use rather than kept.
+const RESPONSE_BUFFER_KEPT: usize = 4096;
+
 /// Logs at `info` with an access log, at `debug` without.
 macro_rules! access {
     ($config:expr, $($arg:tt)+) => {
@@ -103,6 +106,8 @@ pub struct ServerConnection {
     config: ServerConfig,
     decoder: Decoder,
     out: OutBuf,
+    /// The buffer each response is encoded into, kept between responses.
+    response: Vec<u8>,
     /// The last response is queued; close once it is sent.
     done_reading: bool,
     /// The client has closed its side: answer what is buffered, then close.
@@ -134,6 +139,7 @@ impl ServerConnection {
             // The answer reads what it needs of the content in place.
             decoder: Decoder::with_max_content_len(config.max_content_len).parse_json(false),
             out: OutBuf::new(config.output_limit),
+            response: Vec::new(),
             done_reading: false,
             eof: false,
             deadline: None,
@@ -173,7 +179,8 @@ impl ServerConnection {
             } else {
                 self.decoder.next_message()
             };
-            let mut bytes = Vec::new();
+            let mut bytes = std::mem::take(&mut self.response);
+            bytes.clear();
             match next {
                 Ok(Some(request)) => {
                     if self.config.access_log || log::log_enabled!(log::Level::Debug) {
@@ -195,6 +202,10 @@ impl ServerConnection {
             }
             log::debug!("sending {} bytes to {}", bytes.len(), self.peer);
             self.out.write_or_queue(stream, &bytes)?;
+            // Kept for the next response unless one answer made it large.
+            if bytes.capacity() <= RESPONSE_BUFFER_KEPT {
+                self.response = bytes;
+            }
             self.served += 1;
             self.done_reading = !self.config.keep_alive;
         }

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use super::content::{decode_json_content, json_kind};
 use super::message::append_plain_frame;
 use super::plain_json::{self, PlainValue};
-use super::python_json::{to_python_str, write_py_string};
+use super::python_json::{append_py_string, py_string_len, to_python_str};
 use super::{EncodeError, FrameError, Message, TEXT_JSON};
 
 /// The content type of the reference client's binary requests.
@@ -109,18 +109,22 @@ pub fn respond(request: &Message) -> Message {
 pub fn encode_response(request: &Message, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     match answer(request) {
         Answer::Text(result) => {
-            let mut content = String::with_capacity(result.len() + 16);
-            content.push_str("{\"result\": ");
-            write_py_string(&mut content, &result);
-            content.push('}');
-            append_plain_frame(TEXT_JSON, "utf-8", &[content.as_bytes()], out)
+            const OPEN: &[u8] = b"{\"result\": ";
+            let len = OPEN.len() + py_string_len(&result) + 1;
+            append_plain_frame(TEXT_JSON, "utf-8", len, out, |out| {
+                out.extend_from_slice(OPEN);
+                append_py_string(out, &result);
+                out.push(b'}');
+            })
         }
-        Answer::Binary => append_plain_frame(
-            SERVER_BINARY_TYPE,
-            "binary",
-            &[BINARY_PREFIX, binary_head(&request.content)],
-            out,
-        ),
+        Answer::Binary => {
+            let head = binary_head(&request.content);
+            let len = BINARY_PREFIX.len() + head.len();
+            append_plain_frame(SERVER_BINARY_TYPE, "binary", len, out, |out| {
+                out.extend_from_slice(BINARY_PREFIX);
+                out.extend_from_slice(head);
+            })
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::io;
 use serde_json::{Map, Value};
 
 use super::content::decode_json_content;
-use super::python_json::{to_python_json, write_py_json, write_py_string};
+use super::python_json::{append_py_string, to_python_json, write_py_json, write_py_string};
 use super::FrameError;
 
 /// The largest JSON header a frame can carry (its length is a `u16`).
@@ -156,25 +156,53 @@ fn write_required_headers(
 }
 
 /// Appends the frame of `Message::new(content_type, content_encoding, content)` — this host's
-/// byte order, no extra headers — to `out`, without building the message; `content` is given
-/// in pieces, written one after the other.
+/// byte order, no extra headers — to `out`, without building the message or any buffer of
+/// its own: `write_content` appends the `content_len` bytes of content. On error `out` is
+/// left as it was.
 pub(super) fn append_plain_frame(
     content_type: &str,
     content_encoding: &str,
-    content: &[&[u8]],
+    content_len: usize,
     out: &mut Vec<u8>,
+    write_content: impl FnOnce(&mut Vec<u8>),
 ) -> Result<(), EncodeError> {
-    let content_len = content.iter().map(|piece| piece.len()).sum();
-    let mut header = String::with_capacity(128);
-    write_required_headers(
-        &mut header,
-        HOST_BYTEORDER,
-        content_type,
-        content_encoding,
-        content_len,
-    );
-    header.push('}');
-    append_frame(&header, content, out)
+    let start = out.len();
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(b"{\"byteorder\": ");
+    append_py_string(out, HOST_BYTEORDER);
+    out.extend_from_slice(b", \"content-type\": ");
+    append_py_string(out, content_type);
+    out.extend_from_slice(b", \"content-encoding\": ");
+    append_py_string(out, content_encoding);
+    out.extend_from_slice(b", \"content-length\": ");
+    append_decimal(out, content_len);
+    out.push(b'}');
+    let header_len = out.len() - start - 2;
+    let Ok(len) = u16::try_from(header_len) else {
+        out.truncate(start);
+        return Err(EncodeError::HeaderTooLong { len: header_len });
+    };
+    out[start..start + 2].copy_from_slice(&len.to_be_bytes());
+    out.reserve(content_len);
+    let content_start = out.len();
+    write_content(out);
+    debug_assert_eq!(out.len() - content_start, content_len, "content length");
+    Ok(())
+}
+
+/// `n` in decimal digits, as `{n}` formats it.
+fn append_decimal(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 fn append_frame(header: &str, content: &[&[u8]], out: &mut Vec<u8>) -> Result<(), EncodeError> {

@@ -73,32 +73,83 @@ fn write_py(out: &mut String, value: &Value, style: Style) {
 pub(super) fn write_py_string(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
     out.push('"');
-    // Every character to escape is ASCII, a byte of its own in UTF-8: the runs between them
-    // are copied whole.
+    escape_runs(s, |piece| out.push_str(piece));
+    out.push('"');
+}
+
+/// [`write_py_string`] into bytes.
+pub(super) fn append_py_string(out: &mut Vec<u8>, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    escape_runs(s, |piece| out.extend_from_slice(piece.as_bytes()));
+    out.push(b'"');
+}
+
+/// The length in bytes of what [`write_py_string`] writes for `s`.
+pub(super) fn py_string_len(s: &str) -> usize {
+    let escapes: usize = s
+        .bytes()
+        .map(|byte| match escape(byte) {
+            Some(Escape::Short(_)) => 1,
+            Some(Escape::Unicode) => 5,
+            None => 0,
+        })
+        .sum();
+    s.len() + escapes + 2
+}
+
+/// How `json.dumps` escapes a character inside a string.
+enum Escape {
+    /// A two-character escape such as `\n`.
+    Short(&'static str),
+    /// `\u00xx`, lowercase hex.
+    Unicode,
+}
+
+/// The escape of an ASCII byte, `None` for one written as it is.
+fn escape(byte: u8) -> Option<Escape> {
+    let short = match byte {
+        b'"' => "\\\"",
+        b'\\' => "\\\\",
+        b'\n' => "\\n",
+        b'\r' => "\\r",
+        b'\t' => "\\t",
+        0x08 => "\\b",
+        0x0c => "\\f",
+        0x00..=0x1f => return Some(Escape::Unicode),
+        _ => return None,
+    };
+    Some(Escape::Short(short))
+}
+
+/// Gives `s` to `push` as Python escapes it, in pieces: every character to escape is ASCII,
+/// a byte of its own in UTF-8, and the runs between them go whole.
+fn escape_runs(s: &str, mut push: impl FnMut(&str)) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut run = 0;
     for (at, byte) in s.bytes().enumerate() {
-        let escape = match byte {
-            b'"' => Some("\\\""),
-            b'\\' => Some("\\\\"),
-            b'\n' => Some("\\n"),
-            b'\r' => Some("\\r"),
-            b'\t' => Some("\\t"),
-            0x08 => Some("\\b"),
-            0x0c => Some("\\f"),
-            0x00..=0x1f => None,
-            _ => continue,
+        let Some(escaped) = escape(byte) else {
+            continue;
         };
-        out.push_str(&s[run..at]);
-        match escape {
-            Some(escape) => out.push_str(escape),
-            None => {
-                let _ = write!(out, "\\u{byte:04x}");
+        push(&s[run..at]);
+        match escaped {
+            Escape::Short(short) => push(short),
+            Escape::Unicode => {
+                let code = [
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(byte >> 4)],
+                    HEX[usize::from(byte & 0xf)],
+                ];
+                // Only ASCII in it.
+                push(std::str::from_utf8(&code).unwrap_or_default());
             }
         }
         run = at + 1;
     }
-    out.push_str(&s[run..]);
-    out.push('"');
+    push(&s[run..]);
 }
 
 fn write_py_number(out: &mut String, n: &serde_json::Number) {
