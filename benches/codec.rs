@@ -7,13 +7,19 @@
 //!   request with 4 KiB of content;
 //! * decode: each of those frames fed whole, the search request fed one byte at a time (the
 //!   worst fragmentation a socket can produce), and 100 search requests back to back fed in
-//!   16 KiB reads, as a keep-alive server sees them. Throughput is given in frame bytes.
+//!   16 KiB reads, as a keep-alive server sees them. Throughput is given in frame bytes;
+//! * answer: the search request's response frame, built as a `Message` by `respond` and then
+//!   encoded, against `encode_response`, which writes it straight into a buffer; each from a
+//!   request decoded with its JSON parsed and from one whose JSON the decoder left unparsed
+//!   (`Decoder::parse_json(false)`, as the server decodes).
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use rawloop::protocol::{request_binary, request_search, respond, Decoder, Message};
+use rawloop::protocol::{
+    encode_response, request_binary, request_search, respond, Decoder, Message,
+};
 
 fn decode_all(decoder: &mut Decoder) -> usize {
     let mut n = 0;
@@ -100,11 +106,39 @@ fn decode(c: &mut Criterion) {
     group.finish();
 }
 
+fn answer(c: &mut Criterion) {
+    let mut group = c.benchmark_group("codec/answer");
+    let frame = request_search("morpheus").encode().expect("encode");
+    for (name, parse_json) in [("parsed", true), ("unparsed", false)] {
+        let mut decoder = Decoder::new().parse_json(parse_json);
+        decoder.feed(&frame);
+        let request = decoder.next_message().expect("decode").expect("a frame");
+        let mut out = Vec::with_capacity(256);
+        group.bench_function(format!("respond + encode, {name}"), |b| {
+            b.iter(|| {
+                out.clear();
+                respond(black_box(&request))
+                    .encode_into(&mut out)
+                    .expect("encode");
+                black_box(out.len())
+            })
+        });
+        group.bench_function(format!("encode_response, {name}"), |b| {
+            b.iter(|| {
+                out.clear();
+                encode_response(black_box(&request), &mut out).expect("encode");
+                black_box(out.len())
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = encode, decode
+    targets = encode, decode, answer
 }
 criterion_main!(benches);

@@ -35,7 +35,9 @@
 //!
 //! # JSON parsing differences from Python's `json` module
 //!
-//! Parsing uses `serde_json`. Python also accepts `NaN`, `Infinity`, `-Infinity`, numbers
+//! Parsing uses `serde_json`; the flat objects of escape-free strings and plain integers that
+//! every client writes (a header, a search request) are read in place without it, with the
+//! same result. Python also accepts `NaN`, `Infinity`, `-Infinity`, numbers
 //! too large for a float (as infinity), lone surrogate escapes and nesting deeper than 128
 //! levels; rawloop rejects them. Integers beyond 64 bits, and `-0`, are read as floats where
 //! Python keeps integers (so such a `content-length` is refused, and re-encoding writes a
