@@ -166,6 +166,11 @@ pub(super) fn append_plain_frame(
     out: &mut Vec<u8>,
     write_content: impl FnOnce(&mut Vec<u8>),
 ) -> Result<(), EncodeError> {
+    // The header's fixed text is 81 bytes (quotes included) and the length at most 20 digits:
+    // with the three strings, one reservation holds the whole frame unless they need escapes.
+    out.reserve(
+        2 + 101 + HOST_BYTEORDER.len() + content_type.len() + content_encoding.len() + content_len,
+    );
     let start = out.len();
     out.extend_from_slice(&[0, 0]);
     out.extend_from_slice(b"{\"byteorder\": ");
