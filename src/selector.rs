@@ -217,7 +217,9 @@ pub trait Selector {
     /// open file: what the reactor calls instead of [`deregister`](Selector::deregister)
     /// when its sources own their fds ([`Reactor::set_exclusive_fds`](crate::Reactor::set_exclusive_fds)).
     /// The default deregisters; a backend whose kernel forgets the fd as it closes (epoll,
-    /// kqueue) only forgets it itself, with no syscall.
+    /// kqueue) only forgets it itself, with no syscall. For an fd that is not registered it
+    /// may fail with [`io::ErrorKind::NotFound`] or do nothing (epoll cannot tell without the
+    /// syscall it saves).
     fn deregister_before_close(&mut self, fd: RawFd) -> io::Result<()> {
         self.deregister(fd)
     }
