@@ -72,17 +72,16 @@ impl<'a> Cursor<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.expect(b'"')?;
         let start = self.at;
-        loop {
-            match *self.bytes.get(self.at)? {
-                b'"' => break,
-                b'\\' => return None,
-                b if b < 0x20 => return None,
-                _ => self.at += 1,
-            }
+        let len = self.bytes[start..]
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        // An escape or a control character: not plain.
+        if self.bytes[start + len] != b'"' {
+            return None;
         }
-        self.at += 1;
+        self.at = start + len + 1;
         // Both ends sit next to an ASCII quote, so they are character boundaries.
-        self.text.get(start..self.at - 1)
+        self.text.get(start..start + len)
     }
 
     fn value(&mut self) -> Option<PlainValue<'a>> {

@@ -126,6 +126,15 @@ fn escape(byte: u8) -> Option<Escape> {
 /// a byte of its own in UTF-8, and the runs between them go whole.
 fn escape_runs(s: &str, mut push: impl FnMut(&str)) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    // Most strings need no escape: one pass that does not stop early (so that it can work
+    // on many bytes at once) says so.
+    let plain = s.bytes().fold(true, |plain, b| {
+        plain & (b >= 0x20 && b != b'"' && b != b'\\')
+    });
+    if plain {
+        push(s);
+        return;
+    }
     let mut run = 0;
     for (at, byte) in s.bytes().enumerate() {
         let Some(escaped) = escape(byte) else {
