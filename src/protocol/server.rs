@@ -345,6 +345,10 @@ impl<S: Read + Write + 'static> Handler<S> for ServerConnection {
 
 /// Registers `listener` (non-blocking, as [`net::listen_tcp`](crate::net::listen_tcp) makes
 /// it) so that each connection it accepts is served with `config`.
+///
+/// The connections' fds are never duplicated here: unless the program shares them itself,
+/// [`Reactor::set_exclusive_fds`] saves a syscall per closed connection (what `app_server`
+/// does), which one request per connection makes worth having.
 pub fn serve<S: Selector>(
     reactor: &mut Reactor<S>,
     listener: TcpListener,
