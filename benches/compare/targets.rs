@@ -65,6 +65,41 @@ fn margin_verdict(
     }
 }
 
+/// Two CPU figures compared: the medians, the median ratio in the same round where the two
+/// ran in the same rounds, and each one's range over the rounds.
+struct Pair {
+    mine: f64,
+    theirs: f64,
+    same_round: Option<f64>,
+    mine_range: Option<(f64, f64)>,
+    theirs_range: Option<(f64, f64)>,
+}
+
+/// A target line with a margin: both figures, their ratio, the ratio in the same round (the
+/// ratio of the figures where there is none) and the verdict.
+fn margin_line(what: &str, rounds: usize, pair: Pair, limit: f64, other: &str) -> String {
+    let Pair {
+        mine,
+        theirs,
+        same_round,
+        mine_range,
+        theirs_range,
+    } = pair;
+    format!(
+        "{what}: {mine:.2} µs vs {theirs:.2} µs ({:.2}×; {:.2}× in the same round): {}",
+        mine / theirs,
+        same_round.unwrap_or(f64::NAN),
+        margin_verdict(
+            rounds,
+            same_round.unwrap_or(mine / theirs),
+            limit,
+            mine_range,
+            theirs_range,
+            other
+        )
+    )
+}
+
 fn verdict(ok: bool) -> &'static str {
     if ok {
         "**met**"
@@ -194,15 +229,18 @@ fn one_connection(plan: &Plan, runs: &Runs) -> String {
         let _ = match (e, m) {
             (Some((e, same_round)), Some((m, _))) => writeln!(
                 md,
-                "{what}: {e:.2} µs vs {m:.2} µs ({:.2}×; {:.2}× in the same round): {}",
-                e / m,
-                same_round.unwrap_or(f64::NAN),
-                margin_verdict(
+                "{}",
+                margin_line(
+                    &what,
                     plan.rounds,
-                    same_round.unwrap_or(e / m),
+                    Pair {
+                        mine: e,
+                        theirs: m,
+                        same_round,
+                        mine_range: range(runs, plan.rounds, cell, epoll, cpu),
+                        theirs_range: range(runs, plan.rounds, cell, Server::Mio, cpu),
+                    },
                     1.03,
-                    range(runs, plan.rounds, cell, epoll, cpu),
-                    range(runs, plan.rounds, cell, Server::Mio, cpu),
                     "mio"
                 )
             ),
@@ -296,23 +334,23 @@ fn message_targets(plan: &Plan, runs: &Runs, message: &MessageRuns) -> String {
     };
 
     let _ = match (figures(app, false), figures(MessageServer::Floor, false)) {
-        (Some((a, a_range)), Some((f, f_range))) => {
-            let same_round = message_ratio(messages, app, false, MessageServer::Floor, cpu);
-            writeln!(
-                md,
-                "{floor_line}: {a:.2} µs vs {f:.2} µs ({:.2}×; {:.2}× in the same round): {}",
-                a / f,
-                same_round.unwrap_or(f64::NAN),
-                margin_verdict(
-                    plan.rounds,
-                    same_round.unwrap_or(a / f),
-                    1.05,
-                    a_range,
-                    f_range,
-                    "the floor"
-                )
+        (Some((a, a_range)), Some((f, f_range))) => writeln!(
+            md,
+            "{}",
+            margin_line(
+                floor_line,
+                plan.rounds,
+                Pair {
+                    mine: a,
+                    theirs: f,
+                    same_round: message_ratio(messages, app, false, MessageServer::Floor, cpu),
+                    mine_range: a_range,
+                    theirs_range: f_range,
+                },
+                1.05,
+                "the floor"
             )
-        }
+        ),
         _ => writeln!(
             md,
             "{floor_line}: not measured ({})",
