@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use super::content::{decode_json_content, json_kind};
 use super::message::append_plain_frame;
 use super::plain_json::{self, PlainValue};
-use super::python_json::{append_py_string, py_string_len, to_python_str};
+use super::python_json::{py_string_len, to_python_str, write_py_string};
 use super::{EncodeError, FrameError, Message, TEXT_JSON};
 
 /// The content type of the reference client's binary requests.
@@ -104,8 +104,8 @@ pub fn respond(request: &Message) -> Message {
 }
 
 /// Appends the frame of [`respond`]`(request)` to `out`, byte for byte what
-/// `respond(request).encode()` gives, without building the response [`Message`] (a server's
-/// path: one buffer for the content, one for the header).
+/// `respond(request).encode()` gives, without building the response [`Message`] or any
+/// buffer but `out` (a server's path).
 pub fn encode_response(request: &Message, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     match answer(request) {
         Answer::Text(result) => {
@@ -113,7 +113,7 @@ pub fn encode_response(request: &Message, out: &mut Vec<u8>) -> Result<(), Encod
             let len = OPEN.len() + py_string_len(&result) + 1;
             append_plain_frame(TEXT_JSON, "utf-8", len, out, |out| {
                 out.extend_from_slice(OPEN);
-                append_py_string(out, &result);
+                write_py_string(out, &result);
                 out.push(b'}');
             })
         }

@@ -2,13 +2,13 @@
 //! reference programs write it.
 
 use std::error::Error;
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::io;
 
 use serde_json::{Map, Value};
 
 use super::content::decode_json_content;
-use super::python_json::{append_py_string, to_python_json, write_py_json, write_py_string};
+use super::python_json::{to_python_json, write_decimal, write_py_json, write_py_string, TextOut};
 use super::FrameError;
 
 /// The largest JSON header a frame can carry (its length is a `u16`).
@@ -133,26 +133,33 @@ impl Message {
 
     /// Appends the whole frame to `out`; on error `out` is left as it was.
     pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        append_frame(&self.header_json(), &[&self.content], out)
+        let header = self.header_json();
+        let len = u16::try_from(header.len())
+            .map_err(|_| EncodeError::HeaderTooLong { len: header.len() })?;
+        out.reserve(2 + header.len() + self.content.len());
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(&self.content);
+        Ok(())
     }
 }
 
 /// The header up to, not including, the closing brace: the four required keys.
-fn write_required_headers(
-    out: &mut String,
+fn write_required_headers<O: TextOut>(
+    out: &mut O,
     byteorder: &str,
     content_type: &str,
     content_encoding: &str,
     content_len: usize,
 ) {
-    out.push_str("{\"byteorder\": ");
+    out.put("{\"byteorder\": ");
     write_py_string(out, byteorder);
-    out.push_str(", \"content-type\": ");
+    out.put(", \"content-type\": ");
     write_py_string(out, content_type);
-    out.push_str(", \"content-encoding\": ");
+    out.put(", \"content-encoding\": ");
     write_py_string(out, content_encoding);
-    // Writing to a String cannot fail.
-    let _ = write!(out, ", \"content-length\": {content_len}");
+    out.put(", \"content-length\": ");
+    write_decimal(out, content_len);
 }
 
 /// Appends the frame of `Message::new(content_type, content_encoding, content)` — this host's
@@ -173,14 +180,13 @@ pub(super) fn append_plain_frame(
     );
     let start = out.len();
     out.extend_from_slice(&[0, 0]);
-    out.extend_from_slice(b"{\"byteorder\": ");
-    append_py_string(out, HOST_BYTEORDER);
-    out.extend_from_slice(b", \"content-type\": ");
-    append_py_string(out, content_type);
-    out.extend_from_slice(b", \"content-encoding\": ");
-    append_py_string(out, content_encoding);
-    out.extend_from_slice(b", \"content-length\": ");
-    append_decimal(out, content_len);
+    write_required_headers(
+        out,
+        HOST_BYTEORDER,
+        content_type,
+        content_encoding,
+        content_len,
+    );
     out.push(b'}');
     let header_len = out.len() - start - 2;
     let Ok(len) = u16::try_from(header_len) else {
@@ -188,38 +194,9 @@ pub(super) fn append_plain_frame(
         return Err(EncodeError::HeaderTooLong { len: header_len });
     };
     out[start..start + 2].copy_from_slice(&len.to_be_bytes());
-    out.reserve(content_len);
     let content_start = out.len();
     write_content(out);
     debug_assert_eq!(out.len() - content_start, content_len, "content length");
-    Ok(())
-}
-
-/// `n` in decimal digits, as `{n}` formats it.
-fn append_decimal(out: &mut Vec<u8>, mut n: usize) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
-}
-
-fn append_frame(header: &str, content: &[&[u8]], out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    let len = u16::try_from(header.len())
-        .map_err(|_| EncodeError::HeaderTooLong { len: header.len() })?;
-    let content_len: usize = content.iter().map(|piece| piece.len()).sum();
-    out.reserve(2 + header.len() + content_len);
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(header.as_bytes());
-    for piece in content {
-        out.extend_from_slice(piece);
-    }
     Ok(())
 }
 

@@ -70,19 +70,44 @@ fn write_py(out: &mut String, value: &Value, style: Style) {
     }
 }
 
-pub(super) fn write_py_string(out: &mut String, s: &str) {
-    out.reserve(s.len() + 2);
-    out.push('"');
-    escape_runs(s, |piece| out.push_str(piece));
-    out.push('"');
+/// Where the codec writes JSON text: a `String`, or the bytes of a frame being encoded.
+pub(super) trait TextOut {
+    /// Appends `s`.
+    fn put(&mut self, s: &str);
 }
 
-/// [`write_py_string`] into bytes.
-pub(super) fn append_py_string(out: &mut Vec<u8>, s: &str) {
-    out.reserve(s.len() + 2);
-    out.push(b'"');
-    escape_runs(s, |piece| out.extend_from_slice(piece.as_bytes()));
-    out.push(b'"');
+impl TextOut for String {
+    fn put(&mut self, s: &str) {
+        self.push_str(s);
+    }
+}
+
+impl TextOut for Vec<u8> {
+    fn put(&mut self, s: &str) {
+        self.extend_from_slice(s.as_bytes());
+    }
+}
+
+pub(super) fn write_py_string<O: TextOut>(out: &mut O, s: &str) {
+    out.put("\"");
+    escape_runs(s, |piece| out.put(piece));
+    out.put("\"");
+}
+
+/// `n` in decimal digits, as `{n}` formats it.
+pub(super) fn write_decimal<O: TextOut>(out: &mut O, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits in it.
+    out.put(std::str::from_utf8(&digits[at..]).unwrap_or_default());
 }
 
 /// The length in bytes of what [`write_py_string`] writes for `s`.
