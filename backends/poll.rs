@@ -5,8 +5,8 @@ use std::os::fd::RawFd;
 use std::time::Duration;
 
 use crate::selector::{
-    already_registered, check_interest, check_open, not_registered, syscall, wait_loop, Event,
-    Events, Interest, Readiness, Selector, Token,
+    already_registered, check_interest, check_open, look_then_wait, not_registered, syscall,
+    wait_loop, Event, Events, Interest, Readiness, Selector, Token,
 };
 
 /// A selector on poll(2), level-triggered.
@@ -248,17 +248,7 @@ impl Selector for Poll {
     }
 
     fn select(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
-        if self.busy && timeout != Some(Duration::ZERO) {
-            self.wait(events, Some(Duration::ZERO), true)?;
-            if !events.is_empty() {
-                return Ok(());
-            }
-        }
-        self.wait(events, timeout, false)?;
-        // Look first next time only when this wait found several ready: then more are likely
-        // to be ready when the next one starts. After a single one (a lone busy connection
-        // waiting for its next request), a look would find nothing and cost a whole scan more.
-        self.busy = events.len() > 1;
+        self.busy = look_then_wait(self, self.busy, events, timeout, Poll::wait)?;
         Ok(())
     }
 }
@@ -266,7 +256,8 @@ impl Selector for Poll {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::{AsRawFd, OwnedFd};
+    use crate::selector::test_support::{registered_pipes, sorted_tokens};
+    use std::os::fd::AsRawFd;
 
     fn order(poll: &Poll) -> Vec<usize> {
         for (at, pfd) in poll.fds.iter().enumerate() {
@@ -282,21 +273,15 @@ mod tests {
     fn ready(poll: &mut Poll) -> Vec<usize> {
         let mut events = Events::with_capacity(64);
         poll.select(&mut events, Some(Duration::ZERO)).unwrap();
-        let mut tokens: Vec<usize> = events.iter().map(|e| e.token().0).collect();
-        tokens.sort_unstable();
-        tokens
+        sorted_tokens(&events)
     }
 
     /// The ready entries move to the front in their order; the others keep theirs, so the
     /// kernel keeps visiting the idle fds in registration order.
     #[test]
     fn ready_fds_move_to_the_front_and_the_rest_keep_their_order() {
-        let pipes: Vec<(OwnedFd, OwnedFd)> = (0..8).map(|_| nix::unistd::pipe().unwrap()).collect();
         let mut poll = Poll::new().unwrap();
-        for (i, (r, _)) in pipes.iter().enumerate() {
-            poll.register(r.as_raw_fd(), Token(i), Interest::READABLE)
-                .unwrap();
-        }
+        let pipes = registered_pipes(&mut poll, 8);
         for i in [2, 5, 6] {
             nix::unistd::write(&pipes[i].1, b"x").unwrap();
         }
@@ -319,12 +304,8 @@ mod tests {
     /// idle rest, then the busy front): what is ready in either part is reported, once.
     #[test]
     fn the_look_in_two_parts_reports_both_parts() {
-        let pipes: Vec<(OwnedFd, OwnedFd)> = (0..6).map(|_| nix::unistd::pipe().unwrap()).collect();
         let mut poll = Poll::new().unwrap();
-        for (i, (r, _)) in pipes.iter().enumerate() {
-            poll.register(r.as_raw_fd(), Token(i), Interest::READABLE)
-                .unwrap();
-        }
+        let pipes = registered_pipes(&mut poll, 6);
         for i in [1, 3] {
             nix::unistd::write(&pipes[i].1, b"x").unwrap();
         }
@@ -335,9 +316,7 @@ mod tests {
         let mut events = Events::with_capacity(64);
         poll.select(&mut events, Some(Duration::from_secs(5)))
             .unwrap();
-        let mut got: Vec<usize> = events.iter().map(|e| e.token().0).collect();
-        got.sort_unstable();
-        assert_eq!(got, [1, 3, 5]);
+        assert_eq!(sorted_tokens(&events), [1, 3, 5]);
         assert_eq!(order(&poll)[..3], [1, 3, 5]);
     }
 }

@@ -17,8 +17,8 @@ use std::ptr;
 use std::time::Duration;
 
 use crate::selector::{
-    already_registered, check_interest, check_open, not_registered, syscall, wait_loop, Event,
-    Events, Interest, Readiness, Selector, Token,
+    already_registered, check_interest, check_open, look_then_wait, not_registered, syscall,
+    wait_loop, Event, Events, Interest, Readiness, Selector, Token,
 };
 
 /// One word of an fd bitmap, as the kernel's `fd_mask`: 32 bits on macOS, NetBSD and OpenBSD,
@@ -222,18 +222,12 @@ impl Selector for Select {
 
     /// Waits as select(2) does, with one difference that costs nothing in the answer: after
     /// a wait that found several fds ready (or a look that found work), it first looks
-    /// without waiting.
-    ///
-    /// Linux's select registers a wait-queue entry on every fd it checks until it meets a
-    /// ready one, and frees them all afterwards; a look with a zero timeout registers none.
-    /// With 10,000 idle sockets below the busy ones (opened first, so lower fd numbers) a
-    /// waiting call costs about twice a looking one, and under load a look almost always
-    /// finds work. When it finds none, the real wait follows; after a wait that found a
-    /// single fd ready (a lone busy connection) there is no look, which would cost a scan
-    /// for nothing. The look checks the fds the last round reported after all the others,
-    /// in a second call: it starts just after that round wrote its replies, and the scan of
-    /// the idle fds gives the next requests time to arrive. Every fd is still checked in
-    /// every round.
+    /// without waiting (`look_then_wait` in the selector module says why). With 10,000 idle
+    /// sockets below the busy ones (opened first, so lower fd numbers) a waiting call costs
+    /// about twice a looking one. The look checks the fds the last round reported after all
+    /// the others, in a second call: it starts just after that round wrote its replies, and
+    /// the scan of the idle fds gives the next requests time to arrive. Every fd is still
+    /// checked in every round.
     fn select(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
         while self
             .tokens
@@ -243,17 +237,7 @@ impl Selector for Select {
         {
             self.tokens.pop();
         }
-        if self.busy && timeout != Some(Duration::ZERO) {
-            self.wait(events, Some(Duration::ZERO), true)?;
-            if !events.is_empty() {
-                return Ok(());
-            }
-        }
-        self.wait(events, timeout, false)?;
-        // Look first next time only when this wait found several ready: then more are likely
-        // to be ready when the next one starts. After a single one (a lone busy connection
-        // waiting for its next request), a look would find nothing and cost a whole scan more.
-        self.busy = events.len() > 1;
+        self.busy = look_then_wait(self, self.busy, events, timeout, Select::wait)?;
         Ok(())
     }
 }
@@ -415,38 +399,28 @@ fn for_each_set(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::{AsRawFd, OwnedFd};
-
-    fn tokens(events: &Events) -> Vec<usize> {
-        let mut tokens: Vec<usize> = events.iter().map(|e| e.token().0).collect();
-        tokens.sort_unstable();
-        tokens
-    }
+    use crate::selector::test_support::{registered_pipes, sorted_tokens};
+    use std::os::fd::AsRawFd;
 
     /// After a round that found several ready, the next one first looks in two parts (the
     /// idle fds, then the ones the last round reported): what is ready in either part is
     /// reported, once, and the busy ones keep their interest.
     #[test]
     fn the_look_in_two_parts_reports_both_parts() {
-        let pipes: Vec<(OwnedFd, OwnedFd)> = (0..6).map(|_| nix::unistd::pipe().unwrap()).collect();
         let mut select = Select::new().unwrap();
-        for (i, (r, _)) in pipes.iter().enumerate() {
-            select
-                .register(r.as_raw_fd(), Token(i), Interest::READABLE)
-                .unwrap();
-        }
+        let pipes = registered_pipes(&mut select, 6);
         for i in [1, 3] {
             nix::unistd::write(&pipes[i].1, b"x").unwrap();
         }
         let mut events = Events::with_capacity(64);
         select.select(&mut events, Some(Duration::ZERO)).unwrap();
-        assert_eq!(tokens(&events), [1, 3]);
+        assert_eq!(sorted_tokens(&events), [1, 3]);
         assert!(select.busy);
         nix::unistd::write(&pipes[5].1, b"x").unwrap();
         select
             .select(&mut events, Some(Duration::from_secs(5)))
             .unwrap();
-        assert_eq!(tokens(&events), [1, 3, 5]);
+        assert_eq!(sorted_tokens(&events), [1, 3, 5]);
         for (i, (r, _)) in pipes.iter().enumerate() {
             assert_eq!(select.token(r.as_raw_fd()), Some(Token(i)));
         }

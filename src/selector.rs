@@ -341,6 +341,31 @@ impl Deadline {
     }
 }
 
+/// The round of a backend whose every call scans all its fds (select, poll): after a wait
+/// that found several fds ready (`busy`), it first looks with a zero timeout, and waits only
+/// if the look finds nothing. Linux's select and poll register a wait-queue entry on every fd
+/// they check until they meet a ready one, and free them all afterwards; a look registers
+/// none, and under load it almost always finds work. After a wait that found a single fd (a
+/// lone busy connection waiting for its next request) there is no look: it would find
+/// nothing and cost a whole scan more. `wait(backend, events, timeout, look)` is the
+/// backend's call; returns whether the next round should look first.
+pub(crate) fn look_then_wait<B>(
+    backend: &mut B,
+    busy: bool,
+    events: &mut Events,
+    timeout: Option<Duration>,
+    wait: fn(&mut B, &mut Events, Option<Duration>, bool) -> io::Result<()>,
+) -> io::Result<bool> {
+    if busy && timeout != Some(Duration::ZERO) {
+        wait(backend, events, Some(Duration::ZERO), true)?;
+        if !events.is_empty() {
+            return Ok(true);
+        }
+    }
+    wait(backend, events, timeout, false)?;
+    Ok(events.len() > 1)
+}
+
 /// Runs one wait of a backend until it reports events or its time runs out: EINTR and empty
 /// early returns wait again for the remaining time.
 pub(crate) fn wait_loop(
@@ -360,5 +385,34 @@ pub(crate) fn wait_loop(
         if !deadline.has_time_left() {
             return Ok(());
         }
+    }
+}
+
+/// What the backends' unit tests share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::os::fd::{AsRawFd, OwnedFd};
+
+    use super::{Events, Interest, Selector, Token};
+
+    /// `n` pipes, the read end of pipe `i` registered in `selector` for reading as `Token(i)`.
+    pub(crate) fn registered_pipes<S: Selector>(
+        selector: &mut S,
+        n: usize,
+    ) -> Vec<(OwnedFd, OwnedFd)> {
+        let pipes: Vec<(OwnedFd, OwnedFd)> = (0..n).map(|_| nix::unistd::pipe().unwrap()).collect();
+        for (i, (read, _)) in pipes.iter().enumerate() {
+            selector
+                .register(read.as_raw_fd(), Token(i), Interest::READABLE)
+                .unwrap();
+        }
+        pipes
+    }
+
+    /// The tokens of `events`, sorted.
+    pub(crate) fn sorted_tokens(events: &Events) -> Vec<usize> {
+        let mut tokens: Vec<usize> = events.iter().map(|e| e.token().0).collect();
+        tokens.sort_unstable();
+        tokens
     }
 }
