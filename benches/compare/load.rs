@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::plan::{Cell, Order, Plan};
 use crate::servers::{start_server, Env};
-use crate::support::{number, run_loadgen};
+use crate::support::number;
 
 /// What one run measured.
 #[derive(Clone, Debug)]
@@ -73,14 +73,7 @@ pub fn measured(report: &Value, stats: Option<Stats>) -> Result<Measured, String
 /// One server, one load, start to stop.
 pub fn run_once(env: &Env, server: Command, what: &str, load: &[String]) -> Outcome {
     let mut running = start_server(env, server, what)?;
-    let report = run_loadgen(
-        &env.bin,
-        &env.scratch,
-        running.port,
-        running.guard.pid(),
-        load,
-        env.loadgen_cpu,
-    );
+    let report = running.load(env, load);
     let stopped = running.guard.stop(libc::SIGTERM, Duration::from_secs(10));
     let report = report?;
     stopped?;

@@ -7,7 +7,9 @@ use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use crate::support::{parse_port, Guard};
+use serde_json::Value;
+
+use crate::support::{parse_port, run_loadgen, Guard};
 
 /// Where the runner puts its children, their output and its report.
 pub struct Env {
@@ -22,6 +24,21 @@ pub struct Running {
     pub guard: Guard,
     pub port: u16,
     pub err_path: PathBuf,
+}
+
+impl Running {
+    /// Runs the load generator against this server, with `load` its arguments beyond the
+    /// port, the server's pid and the cpu: its JSON report.
+    pub fn load(&self, env: &Env, load: &[String]) -> Result<Value, String> {
+        run_loadgen(
+            &env.bin,
+            &env.scratch,
+            self.port,
+            self.guard.pid(),
+            load,
+            env.loadgen_cpu,
+        )
+    }
 }
 
 pub fn start_server(env: &Env, mut cmd: Command, what: &str) -> Result<Running, String> {

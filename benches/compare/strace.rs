@@ -12,7 +12,7 @@ use crate::load::echo_load;
 use crate::plan::{BackendName, Cell, MessageServer, Plan, Server};
 use crate::rounds::message_load;
 use crate::servers::{start_server, Env};
-use crate::support::{number, run_loadgen, Guard};
+use crate::support::{number, Guard};
 
 /// Syscalls of one traced run: per syscall name, and the exchanges and connections they
 /// served.
@@ -74,14 +74,7 @@ fn strace_run(env: &Env, server: Command, what: &str, load: &[String]) -> Result
         }
         sleep(Duration::from_millis(10));
     }
-    let report = run_loadgen(
-        &env.bin,
-        &env.scratch,
-        running.port,
-        running.guard.pid(),
-        load,
-        env.loadgen_cpu,
-    );
+    let report = running.load(env, load);
     let detached = strace.stop(libc::SIGINT, Duration::from_secs(20));
     let _ = running.guard.stop(libc::SIGTERM, Duration::from_secs(10));
     let report = report?;
