@@ -11,7 +11,11 @@
 //! * answer: the search request's response frame, built as a `Message` by `respond` and then
 //!   encoded, against `encode_response`, which writes it straight into a buffer; each from a
 //!   request decoded with its JSON parsed and from one whose JSON the decoder left unparsed
-//!   (`Decoder::parse_json(false)`, as the server decodes).
+//!   (`Decoder::parse_json(false)`, as the server decodes);
+//! * serve: a keep-alive server's whole work for one search request — the frame fed to a
+//!   decoder kept between requests, pulled out and answered into a kept buffer — pulled as an
+//!   owned `Message` (`next_message`) against read in place (`next_frame`, what the server
+//!   does).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -134,11 +138,42 @@ fn answer(c: &mut Criterion) {
     group.finish();
 }
 
+/// A keep-alive server's work for one request, no I/O: the request frame in, the answer's
+/// frame out, with the decoder and the output buffer kept between requests.
+fn serve(c: &mut Criterion) {
+    let mut group = c.benchmark_group("codec/serve");
+    let frame = request_search("morpheus").encode().expect("encode");
+    group.throughput(Throughput::Bytes(frame.len() as u64));
+    let mut decoder = Decoder::new().parse_json(false);
+    let mut out = Vec::with_capacity(256);
+    group.bench_function("search request, next_message + encode_response", |b| {
+        b.iter(|| {
+            decoder.feed(black_box(&frame));
+            out.clear();
+            let request = decoder.next_message().expect("decode").expect("a frame");
+            encode_response(&request, &mut out).expect("encode");
+            assert_eq!(decoder.next_message(), Ok(None));
+            black_box(out.len())
+        })
+    });
+    group.bench_function("search request, next_frame + encode_response", |b| {
+        b.iter(|| {
+            decoder.feed(black_box(&frame));
+            out.clear();
+            let request = decoder.next_frame().expect("decode").expect("a frame");
+            encode_response(request, &mut out).expect("encode");
+            assert_eq!(decoder.next_frame(), Ok(None));
+            black_box(out.len())
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = encode, decode, answer
+    targets = encode, decode, answer, serve
 }
 criterion_main!(benches);

@@ -139,15 +139,39 @@ fn soup_piece() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// How a test pulls messages out of a decoder.
+#[derive(Clone, Copy, Debug)]
+enum Pull {
+    /// `next_message`, owned.
+    Messages,
+    /// `next_frame`, lent (and copied into a message for the log).
+    Frames,
+}
+
+fn pull(decoder: &mut Decoder, how: Pull) -> Result<Option<Message>, FrameError> {
+    match how {
+        Pull::Messages => decoder.next_message(),
+        Pull::Frames => decoder.next_frame().map(|f| f.map(|f| f.to_message())),
+    }
+}
+
 /// Everything a decoder reports for `chunks` followed by end of stream, up to and including
 /// the first fatal error, checking its memory bound after every chunk.
 fn run(decoder: &mut Decoder, chunks: &[&[u8]]) -> Vec<Result<Message, FrameError>> {
+    run_pulling(decoder, chunks, Pull::Messages)
+}
+
+fn run_pulling(
+    decoder: &mut Decoder,
+    chunks: &[&[u8]],
+    how: Pull,
+) -> Vec<Result<Message, FrameError>> {
     let mut log = Vec::new();
     let limit = decoder.max_content_len();
     for chunk in chunks {
         decoder.feed(chunk);
         loop {
-            match decoder.next_message() {
+            match pull(decoder, how) {
                 Ok(Some(message)) => log.push(Ok(message)),
                 Ok(None) => break,
                 Err(err) => {
@@ -166,8 +190,13 @@ fn run(decoder: &mut Decoder, chunks: &[&[u8]]) -> Vec<Result<Message, FrameErro
             decoder.memory_usage()
         );
     }
+    // At end of stream: what is whole first (`finish` gives it too), then what is cut short.
     loop {
-        match decoder.finish() {
+        let next = match pull(decoder, how) {
+            Ok(None) => decoder.finish(),
+            other => other,
+        };
+        match next {
             Ok(Some(message)) => log.push(Ok(message)),
             Ok(None) => return log,
             Err(err) => {
@@ -194,6 +223,21 @@ proptest! {
         let whole = run(&mut Decoder::with_max_content_len(limit), &[&stream]);
         let chunked = run(&mut Decoder::with_max_content_len(limit), &split(&stream, &points));
         prop_assert_eq!(whole, chunked);
+    }
+
+    #[test]
+    fn frames_read_in_place_are_the_messages(
+        pieces in prop::collection::vec(soup_piece(), 1..6),
+        points in prop::collection::vec(any::<usize>(), 0..12),
+        limit in prop_oneof![0usize..2048, Just(codec::DEFAULT_MAX_CONTENT_LEN)],
+        parse_json in any::<bool>(),
+    ) {
+        let stream = pieces.concat();
+        let chunks = split(&stream, &points);
+        let decoder = || Decoder::with_max_content_len(limit).parse_json(parse_json);
+        let messages = run_pulling(&mut decoder(), &chunks, Pull::Messages);
+        let frames = run_pulling(&mut decoder(), &chunks, Pull::Frames);
+        prop_assert_eq!(frames, messages);
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! * [`Message`] is one frame, decoded or to be sent; [`Message::encode`] writes it byte for byte
 //!   as the Python reference programs (`libclient.py`, `libserver.py`) do.
 //! * [`Decoder`] is incremental: feed it bytes in any chunking (or let it hand out its own buffer
-//!   to a `read` call with [`Decoder::read_with`]) and pull complete messages out one by one.
+//!   to a `read` call with [`Decoder::read_with`]) and pull complete messages out one by one,
+//!   owned ([`Decoder::next_message`]) or lent as a [`Frame`] ([`Decoder::next_frame`]), which
+//!   reads a whole frame in place in the decoder's buffer.
 //! * [`request`], [`request_search`], [`request_binary`], [`response_text`], [`respond`] and
 //!   [`error_response`] build the reference requests and responses; [`encode_response`]
 //!   writes the frame of [`respond`]'s answer straight into a buffer, as a server sends it.
@@ -47,7 +49,9 @@
 mod answers;
 mod content;
 mod decoder;
+mod frame;
 mod frame_error;
+mod json_string;
 mod message;
 mod plain_json;
 mod python_json;
@@ -57,6 +61,7 @@ pub use answers::{
     response_binary, response_text, search, CLIENT_BINARY_TYPE, SERVER_BINARY_TYPE,
 };
 pub use decoder::{Decoder, DEFAULT_MAX_CONTENT_LEN};
+pub use frame::Frame;
 pub use frame_error::{FrameError, Stage};
 pub use message::{
     EncodeError, Message, HOST_BYTEORDER, MAX_HEADER_LEN, REQUIRED_HEADERS, TEXT_JSON,

@@ -33,7 +33,7 @@ pub mod server;
 pub use client::{exchange, ClientConfig, ClientConnection, Exchange};
 pub use codec::{
     encode_response, error_response, request, request_binary, request_search, respond,
-    response_binary, response_text, Decoder, EncodeError, FrameError, Message, Stage,
+    response_binary, response_text, Decoder, EncodeError, Frame, FrameError, Message, Stage,
     DEFAULT_MAX_CONTENT_LEN, HOST_BYTEORDER,
 };
 pub use server::{serve, serve_with, ServerConfig, ServerConnection};

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::buffer::OutBuf;
 use crate::diag::warn_limited;
-use crate::protocol::codec::{self, Decoder, Message, DEFAULT_MAX_CONTENT_LEN};
+use crate::protocol::codec::{self, Decoder, Frame, DEFAULT_MAX_CONTENT_LEN};
 use crate::server::Limits;
 use crate::timers::instant_after;
 use crate::{Context, Event, Handler, Interest, Reactor, Selector, TimerId, Token};
@@ -174,22 +174,22 @@ impl ServerConnection {
     /// input; at end of stream the last request is answered before the connection closes.
     fn answer_buffered<S: Write>(&mut self, stream: &mut S) -> io::Result<()> {
         while !self.done_reading && !self.out.is_full() {
-            let next = if self.eof {
-                self.decoder.finish()
-            } else {
-                self.decoder.next_message()
-            };
             let mut bytes = std::mem::take(&mut self.response);
             bytes.clear();
-            match next {
+            match self.decoder.next_frame() {
                 Ok(Some(request)) => {
                     if self.config.access_log || log::log_enabled!(log::Level::Debug) {
-                        log_request(&request, &self.peer, self.config.access_log);
+                        log_request(request, &self.peer, self.config.access_log);
                     }
-                    codec::encode_response(&request, &mut bytes)?;
+                    codec::encode_response(request, &mut bytes)?;
                 }
                 Ok(None) => {
-                    self.done_reading = self.eof;
+                    self.response = bytes;
+                    if self.eof {
+                        // Nothing whole is left: this reports a frame cut short.
+                        self.decoder.finish()?;
+                        self.done_reading = true;
+                    }
                     break;
                 }
                 Err(e) => match codec::error_response(&e) {
@@ -243,11 +243,11 @@ impl fmt::Display for Peer {
     }
 }
 
-fn log_request(request: &Message, peer: &Peer, access_log: bool) {
+fn log_request(request: Frame<'_>, peer: &Peer, access_log: bool) {
     let config = ServerConfig::default().access_log(access_log);
     // The server's decoder leaves the JSON unparsed; it is parsed here only for the log.
     let parsed;
-    let value = match &request.json {
+    let value = match request.json {
         Some(value) => Some(value),
         None if request.is_json() => {
             parsed = request.parse_json().ok();

@@ -9,7 +9,7 @@ use super::content::{decode_json_content, json_kind};
 use super::message::append_plain_frame;
 use super::plain_json::{self, PlainValue};
 use super::python_json::{py_string_len, to_python_str, write_py_string};
-use super::{EncodeError, FrameError, Message, TEXT_JSON};
+use super::{EncodeError, Frame, FrameError, Message, TEXT_JSON};
 
 /// The content type of the reference client's binary requests.
 pub const CLIENT_BINARY_TYPE: &str = "binary/custom-client-binary-type";
@@ -97,7 +97,7 @@ pub fn search(query: &str) -> Option<&'static str> {
 ///   content that is not JSON gives `Error: invalid JSON request content.`.
 /// * any other content type, empty content included: [`response_binary`].
 pub fn respond(request: &Message) -> Message {
-    match answer(request) {
+    match answer(request.into()) {
         Answer::Text(result) => response_text(&result),
         Answer::Binary => response_binary(&request.content),
     }
@@ -105,8 +105,13 @@ pub fn respond(request: &Message) -> Message {
 
 /// Appends the frame of [`respond`]`(request)` to `out`, byte for byte what
 /// `respond(request).encode()` gives, without building the response [`Message`] or any
-/// buffer but `out` (a server's path).
-pub fn encode_response(request: &Message, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+/// buffer but `out` (a server's path). `request` is a [`Message`] or a [`Frame`] read in
+/// place.
+pub fn encode_response<'a>(
+    request: impl Into<Frame<'a>>,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let request = request.into();
     match answer(request) {
         Answer::Text(result) => {
             const OPEN: &[u8] = b"{\"result\": ";
@@ -118,7 +123,7 @@ pub fn encode_response(request: &Message, out: &mut Vec<u8>) -> Result<(), Encod
             })
         }
         Answer::Binary => {
-            let head = binary_head(&request.content);
+            let head = binary_head(request.content);
             let len = BINARY_PREFIX.len() + head.len();
             append_plain_frame(SERVER_BINARY_TYPE, "binary", len, out, |out| {
                 out.extend_from_slice(BINARY_PREFIX);
@@ -134,18 +139,18 @@ enum Answer {
     Binary,
 }
 
-fn answer(request: &Message) -> Answer {
+fn answer(request: Frame<'_>) -> Answer {
     if !request.is_json() {
         return Answer::Binary;
     }
     let parsed;
-    let value = match &request.json {
+    let value = match request.json {
         Some(value) => value,
         None => {
-            if let Some(answer) = plain_answer(&request.content_encoding, &request.content) {
+            if let Some(answer) = plain_answer(request.content_encoding, request.content) {
                 return answer;
             }
-            match decode_json_content(&request.content_encoding, &request.content) {
+            match decode_json_content(request.content_encoding, request.content) {
                 Ok(value) => {
                     parsed = value;
                     &parsed

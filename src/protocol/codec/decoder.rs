@@ -1,12 +1,14 @@
 //! [`Decoder`], the incremental frame decoder: bytes in, in any chunking, complete
 //! [`Message`]s out.
 
+use std::ops::Range;
+
 use serde_json::Value;
 
 use super::content::json_kind;
 use super::plain_json::{self, PlainValue};
 use super::python_json::to_python_json;
-use super::{FrameError, Message, Stage, REQUIRED_HEADERS};
+use super::{Frame, FrameError, Message, Stage, REQUIRED_HEADERS};
 
 /// The largest content a [`Decoder`] accepts unless configured otherwise: 4 MiB.
 pub const DEFAULT_MAX_CONTENT_LEN: usize = 4 * 1024 * 1024;
@@ -40,6 +42,9 @@ pub struct Decoder {
     buf: Vec<u8>,
     start: usize,
     state: State,
+    /// The message the last [`next_frame`](Decoder::next_frame) lent out, where it was not
+    /// read in place.
+    held: Option<Message>,
 }
 
 #[derive(Debug, Clone)]
@@ -103,6 +108,7 @@ impl Decoder {
             buf: Vec::new(),
             start: 0,
             state: State::LengthPrefix,
+            held: None,
         }
     }
 
@@ -226,6 +232,76 @@ impl Decoder {
         }
     }
 
+    /// The next complete message as a [`Frame`] lent until the next call, `Ok(None)` if more
+    /// bytes are needed, or the error of a malformed frame: what
+    /// [`next_message`](Decoder::next_message) gives, for a caller that answers each request
+    /// and lets it go.
+    ///
+    /// A frame that arrived whole, with a header as every client writes it (the four keys,
+    /// strings without escapes), is read in place in the decoder's buffer: nothing is
+    /// allocated or copied. Any other frame — split over reads, an unusual header, or with
+    /// [`parse_json`](Decoder::parse_json) on — is decoded into a [`Message`] that the
+    /// decoder keeps until the next call. At end of stream, call this until it returns
+    /// `Ok(None)`, then [`finish`](Decoder::finish) for a frame cut short.
+    pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, FrameError> {
+        self.held = None;
+        if let Some(at) = self.take_plain_frame() {
+            return self.frame_in_buffer(at).map(Some);
+        }
+        self.held = self.next_message()?;
+        Ok(self.held.as_ref().map(Frame::from))
+    }
+
+    /// Consumes the frame at the front of the buffer if it is whole and its header plain, and
+    /// says where its parts lie.
+    fn take_plain_frame(&mut self) -> Option<FrameInBuffer> {
+        self.compact_if_idle();
+        if self.parse_json || !matches!(self.state, State::LengthPrefix) {
+            return None;
+        }
+        let pending = &self.buf[self.start..];
+        let [hi, lo, rest @ ..] = pending else {
+            return None;
+        };
+        let header_len = usize::from(u16::from_be_bytes([*hi, *lo]));
+        let text = std::str::from_utf8(rest.get(..header_len)?).ok()?;
+        let header = plain_header(text, self.max_content_len)?;
+        let content_start = self.start + 2 + header_len;
+        let content = content_start..content_start + header.content_len;
+        if content.end > self.buf.len() {
+            return None;
+        }
+        let within = |part: &str| {
+            let at = part.as_ptr() as usize - self.buf.as_ptr() as usize;
+            at..at + part.len()
+        };
+        let at = FrameInBuffer {
+            byteorder: within(header.byteorder),
+            content_type: within(header.content_type),
+            content_encoding: within(header.content_encoding),
+            content,
+        };
+        self.start = at.content.end;
+        Some(at)
+    }
+
+    fn frame_in_buffer(&self, at: FrameInBuffer) -> Result<Frame<'_>, FrameError> {
+        // The header was checked whole; these are parts of it.
+        let text = |range: Range<usize>| {
+            std::str::from_utf8(&self.buf[range]).map_err(|err| FrameError::HeaderNotUtf8 {
+                valid_up_to: err.valid_up_to(),
+            })
+        };
+        Ok(Frame {
+            byteorder: text(at.byteorder)?,
+            content_type: text(at.content_type)?,
+            content_encoding: text(at.content_encoding)?,
+            extra: None,
+            content: &self.buf[at.content],
+            json: None,
+        })
+    }
+
     /// Call at end of stream, like [`next_message`](Decoder::next_message), until it returns
     /// `Ok(None)`: it returns the messages still buffered, then `Ok(None)` if the stream ended
     /// between frames or [`FrameError::Truncated`] if it ended inside one.
@@ -287,7 +363,8 @@ impl Decoder {
             State::Content(partial) => partial.message.content.capacity(),
             _ => 0,
         };
-        self.buf.capacity() + content
+        let held = self.held.as_ref().map_or(0, |m| m.content.capacity());
+        self.buf.capacity() + content + held
     }
 
     fn fail(&mut self, err: FrameError) -> FrameError {
@@ -388,12 +465,28 @@ fn parse_json_header(text: &str, max_content_len: usize) -> Result<Box<Partial>,
     }))
 }
 
+/// The required header fields, read in place.
+struct PlainHeader<'a> {
+    byteorder: &'a str,
+    content_type: &'a str,
+    content_encoding: &'a str,
+    content_len: usize,
+}
+
+/// Where the parts of a frame read in place lie in the decoder's buffer.
+struct FrameInBuffer {
+    byteorder: Range<usize>,
+    content_type: Range<usize>,
+    content_encoding: Range<usize>,
+    content: Range<usize>,
+}
+
 /// The header as every client of the protocol writes it — one flat object holding exactly the
 /// four required keys once each, strings without escapes and a content length in plain
 /// digits within the limit — read without building a JSON value; `None` for anything else
 /// (extra keys, escapes, other types, an error), which [`parse_header`] then parses in full.
 /// Where it gives a header, the full parse gives the same one.
-fn parse_plain_header(text: &str, max_content_len: usize) -> Option<Box<Partial>> {
+fn plain_header(text: &str, max_content_len: usize) -> Option<PlainHeader<'_>> {
     let mut fields: [Option<PlainValue<'_>>; 4] = [None; 4];
     plain_json::for_each_member(text, |key, value| {
         let slot = REQUIRED_HEADERS
@@ -407,19 +500,30 @@ fn parse_plain_header(text: &str, max_content_len: usize) -> Option<Box<Partial>
     else {
         return None;
     };
-    let expected = usize::try_from(length)
+    let content_len = usize::try_from(length)
         .ok()
         .filter(|&n| n <= max_content_len)?;
+    Some(PlainHeader {
+        byteorder,
+        content_type,
+        content_encoding,
+        content_len,
+    })
+}
+
+/// [`plain_header`], owned, waiting for its content.
+fn parse_plain_header(text: &str, max_content_len: usize) -> Option<Box<Partial>> {
+    let header = plain_header(text, max_content_len)?;
     Some(Box::new(Partial {
         message: Message {
-            byteorder: byteorder.to_owned(),
-            content_type: content_type.to_owned(),
-            content_encoding: content_encoding.to_owned(),
+            byteorder: header.byteorder.to_owned(),
+            content_type: header.content_type.to_owned(),
+            content_encoding: header.content_encoding.to_owned(),
             extra: serde_json::Map::new(),
             content: Vec::new(),
             json: None,
         },
-        expected,
+        expected: header.content_len,
     }))
 }
 
@@ -433,6 +537,30 @@ fn finish_content(mut message: Message) -> Result<Message, FrameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_plain_frames_are_read_in_place_and_others_held() {
+        let mut request = crate::protocol::codec::request_search("morpheus");
+        request.json = None;
+        let bytes = request.encode().unwrap();
+        let mut decoder = Decoder::new().parse_json(false);
+        decoder.feed(&bytes);
+        decoder.feed(&bytes[..bytes.len() - 1]);
+        let frame = decoder.next_frame().unwrap().unwrap();
+        assert_eq!(frame.to_message(), request);
+        assert!(
+            decoder.held.is_none(),
+            "the first frame is whole: read in place"
+        );
+        assert_eq!(decoder.next_frame(), Ok(None));
+        decoder.feed(&bytes[bytes.len() - 1..]);
+        let frame = decoder.next_frame().unwrap().unwrap();
+        assert_eq!(frame.to_message(), request);
+        assert!(decoder.held.is_some(), "the second came in two parts: held");
+        assert_eq!(decoder.next_frame(), Ok(None));
+        assert!(decoder.held.is_none() && decoder.is_idle());
+        assert_eq!(decoder.buffered(), 0);
+    }
 
     #[test]
     fn plain_header_parse_agrees_with_the_full_one_or_declines() {

@@ -3,6 +3,8 @@
 //! declined (`None`), and the caller parses it in full with `serde_json`; where this reader
 //! gives an answer, the full parse gives the same one.
 
+use super::json_string::first_special;
+
 /// A member's value: a string with no escape in it, or a non-negative integer that fits a
 /// `u64`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,9 +74,7 @@ impl<'a> Cursor<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.expect(b'"')?;
         let start = self.at;
-        let len = self.bytes[start..]
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        let len = first_special(&self.bytes[start..])?;
         // An escape or a control character: not plain.
         if self.bytes[start + len] != b'"' {
             return None;

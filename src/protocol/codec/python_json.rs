@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
+use super::json_string::first_special;
+
 /// `value` as Python's `json.dumps(value, ensure_ascii=False)` writes it: separators `", "`
 /// and `": "`, no newlines, non-ASCII characters raw, strings escaped exactly as Python does
 /// (`\"`, `\\`, `\n`, `\r`, `\t`, `\b`, `\f`, other control characters below U+0020 as
@@ -77,12 +79,14 @@ pub(super) trait TextOut {
 }
 
 impl TextOut for String {
+    #[inline]
     fn put(&mut self, s: &str) {
         self.push_str(s);
     }
 }
 
 impl TextOut for Vec<u8> {
+    #[inline]
     fn put(&mut self, s: &str) {
         self.extend_from_slice(s.as_bytes());
     }
@@ -112,9 +116,12 @@ pub(super) fn write_decimal<O: TextOut>(out: &mut O, mut n: usize) {
 
 /// The length in bytes of what [`write_py_string`] writes for `s`.
 pub(super) fn py_string_len(s: &str) -> usize {
-    let escapes: usize = s
-        .bytes()
-        .map(|byte| match escape(byte) {
+    let Some(first) = first_special(s.as_bytes()) else {
+        return s.len() + 2;
+    };
+    let escapes: usize = s.as_bytes()[first..]
+        .iter()
+        .map(|&byte| match escape(byte) {
             Some(Escape::Short(_)) => 1,
             Some(Escape::Unicode) => 5,
             None => 0,
@@ -151,17 +158,13 @@ fn escape(byte: u8) -> Option<Escape> {
 /// a byte of its own in UTF-8, and the runs between them go whole.
 fn escape_runs(s: &str, mut push: impl FnMut(&str)) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    // Most strings need no escape: one pass that does not stop early (so that it can work
-    // on many bytes at once) says so.
-    let plain = s.bytes().fold(true, |plain, b| {
-        plain & (b >= 0x20 && b != b'"' && b != b'\\')
-    });
-    if plain {
+    // Most strings need no escape.
+    let Some(first) = first_special(s.as_bytes()) else {
         push(s);
         return;
-    }
+    };
     let mut run = 0;
-    for (at, byte) in s.bytes().enumerate() {
+    for (at, byte) in s.bytes().enumerate().skip(first) {
         let Some(escaped) = escape(byte) else {
             continue;
         };
