@@ -152,6 +152,17 @@ fn write_required_headers<O: TextOut>(
     content_encoding: &str,
     content_len: usize,
 ) {
+    write_header_head(out, byteorder, content_type, content_encoding);
+    write_decimal(out, content_len);
+}
+
+/// The header up to the digits of its content length.
+fn write_header_head<O: TextOut>(
+    out: &mut O,
+    byteorder: &str,
+    content_type: &str,
+    content_encoding: &str,
+) {
     out.put("{\"byteorder\": ");
     write_py_string(out, byteorder);
     out.put(", \"content-type\": ");
@@ -159,34 +170,33 @@ fn write_required_headers<O: TextOut>(
     out.put(", \"content-encoding\": ");
     write_py_string(out, content_encoding);
     out.put(", \"content-length\": ");
-    write_decimal(out, content_len);
 }
 
-/// Appends the frame of `Message::new(content_type, content_encoding, content)` — this host's
-/// byte order, no extra headers — to `out`, without building the message or any buffer of
+/// The header of `Message::new(content_type, content_encoding, ..)` — this host's byte
+/// order, no extra headers — up to the digits of its content length: the same for every
+/// such frame, so a sender writes it once and gives it to [`append_plain_frame`].
+pub(super) fn plain_header_head(content_type: &str, content_encoding: &str) -> String {
+    let mut head = String::new();
+    write_header_head(&mut head, HOST_BYTEORDER, content_type, content_encoding);
+    head
+}
+
+/// Appends the frame of `Message::new(content_type, content_encoding, content)`, whose
+/// [`plain_header_head`] is `head`, to `out`, without building the message or any buffer of
 /// its own: `write_content` appends the `content_len` bytes of content. On error `out` is
 /// left as it was.
 pub(super) fn append_plain_frame(
-    content_type: &str,
-    content_encoding: &str,
+    head: &str,
     content_len: usize,
     out: &mut Vec<u8>,
     write_content: impl FnOnce(&mut Vec<u8>),
 ) -> Result<(), EncodeError> {
-    // The header's fixed text is 81 bytes (quotes included) and the length at most 20 digits:
-    // with the three strings, one reservation holds the whole frame unless they need escapes.
-    out.reserve(
-        2 + 101 + HOST_BYTEORDER.len() + content_type.len() + content_encoding.len() + content_len,
-    );
+    // With at most 20 digits and the closing brace, one reservation holds the whole frame.
+    out.reserve(2 + head.len() + 21 + content_len);
     let start = out.len();
     out.extend_from_slice(&[0, 0]);
-    write_required_headers(
-        out,
-        HOST_BYTEORDER,
-        content_type,
-        content_encoding,
-        content_len,
-    );
+    out.extend_from_slice(head.as_bytes());
+    write_decimal(out, content_len);
     out.push(b'}');
     let header_len = out.len() - start - 2;
     let Ok(len) = u16::try_from(header_len) else {
