@@ -45,6 +45,9 @@ pub struct Decoder {
     /// The message the last [`next_frame`](Decoder::next_frame) lent out, where it was not
     /// read in place.
     held: Option<Message>,
+    /// How many frames were read in place (up to 255).
+    frames_in_place: u8,
+    seen: Option<SeenHeader>,
 }
 
 #[derive(Debug, Clone)]
@@ -109,6 +112,8 @@ impl Decoder {
             start: 0,
             state: State::LengthPrefix,
             held: None,
+            frames_in_place: 0,
+            seen: None,
         }
     }
 
@@ -264,38 +269,50 @@ impl Decoder {
             return None;
         };
         let header_len = usize::from(u16::from_be_bytes([*hi, *lo]));
-        let text = std::str::from_utf8(rest.get(..header_len)?).ok()?;
-        let header = plain_header(text, self.max_content_len)?;
-        let content_start = self.start + 2 + header_len;
-        let content = content_start..content_start + header.content_len;
+        let header = rest.get(..header_len)?;
+        let parts = match &self.seen {
+            Some(seen) if seen.bytes == header => seen.parts.clone(),
+            _ => {
+                let text = std::str::from_utf8(header).ok()?;
+                let parts = HeaderParts::of(text, plain_header(text, self.max_content_len)?);
+                // From a connection's second frame on, remember the header: a client sends
+                // the same one for every request of a kind.
+                if self.frames_in_place > 0 && header_len <= SEEN_HEADER_MAX {
+                    let seen = self.seen.get_or_insert_with(SeenHeader::default);
+                    seen.bytes.clear();
+                    seen.bytes.extend_from_slice(header);
+                    seen.parts = parts.clone();
+                }
+                parts
+            }
+        };
+        let header_start = self.start + 2;
+        let content_start = header_start + header_len;
+        let content = content_start..content_start + parts.content_len;
         if content.end > self.buf.len() {
             return None;
         }
-        let within = |part: &str| {
-            let at = part.as_ptr() as usize - self.buf.as_ptr() as usize;
-            at..at + part.len()
-        };
-        let at = FrameInBuffer {
-            byteorder: within(header.byteorder),
-            content_type: within(header.content_type),
-            content_encoding: within(header.content_encoding),
+        self.frames_in_place = self.frames_in_place.saturating_add(1);
+        self.start = content.end;
+        Some(FrameInBuffer {
+            header_start,
+            parts,
             content,
-        };
-        self.start = at.content.end;
-        Some(at)
+        })
     }
 
     fn frame_in_buffer(&self, at: FrameInBuffer) -> Result<Frame<'_>, FrameError> {
-        // The header was checked whole; these are parts of it.
-        let text = |range: Range<usize>| {
+        // The header was checked whole (now or when it was remembered); these are parts of it.
+        let text = |range: &Range<usize>| {
+            let range = at.header_start + range.start..at.header_start + range.end;
             std::str::from_utf8(&self.buf[range]).map_err(|err| FrameError::HeaderNotUtf8 {
                 valid_up_to: err.valid_up_to(),
             })
         };
         Ok(Frame {
-            byteorder: text(at.byteorder)?,
-            content_type: text(at.content_type)?,
-            content_encoding: text(at.content_encoding)?,
+            byteorder: text(&at.parts.byteorder)?,
+            content_type: text(&at.parts.content_type)?,
+            content_encoding: text(&at.parts.content_encoding)?,
             extra: None,
             content: &self.buf[at.content],
             json: None,
@@ -364,7 +381,8 @@ impl Decoder {
             _ => 0,
         };
         let held = self.held.as_ref().map_or(0, |m| m.content.capacity());
-        self.buf.capacity() + content + held
+        let seen = self.seen.as_ref().map_or(0, |seen| seen.bytes.capacity());
+        self.buf.capacity() + content + held + seen
     }
 
     fn fail(&mut self, err: FrameError) -> FrameError {
@@ -475,10 +493,44 @@ struct PlainHeader<'a> {
 
 /// Where the parts of a frame read in place lie in the decoder's buffer.
 struct FrameInBuffer {
+    header_start: usize,
+    parts: HeaderParts,
+    content: Range<usize>,
+}
+
+/// Where the three strings of a plain header lie in it, and the content length it announces.
+#[derive(Debug, Clone, Default)]
+struct HeaderParts {
     byteorder: Range<usize>,
     content_type: Range<usize>,
     content_encoding: Range<usize>,
-    content: Range<usize>,
+    content_len: usize,
+}
+
+impl HeaderParts {
+    fn of(text: &str, header: PlainHeader<'_>) -> HeaderParts {
+        let within = |part: &str| {
+            let at = part.as_ptr() as usize - text.as_ptr() as usize;
+            at..at + part.len()
+        };
+        HeaderParts {
+            byteorder: within(header.byteorder),
+            content_type: within(header.content_type),
+            content_encoding: within(header.content_encoding),
+            content_len: header.content_len,
+        }
+    }
+}
+
+/// The longest header a decoder remembers.
+const SEEN_HEADER_MAX: usize = 256;
+
+/// The last plain header read in place, remembered with its parts: the same bytes next time
+/// need no parsing.
+#[derive(Debug, Clone, Default)]
+struct SeenHeader {
+    bytes: Vec<u8>,
+    parts: HeaderParts,
 }
 
 /// The header as every client of the protocol writes it — one flat object holding exactly the
@@ -560,6 +612,35 @@ mod tests {
         assert_eq!(decoder.next_frame(), Ok(None));
         assert!(decoder.held.is_none() && decoder.is_idle());
         assert_eq!(decoder.buffered(), 0);
+    }
+
+    #[test]
+    fn a_repeated_header_is_remembered_and_a_changed_one_parsed() {
+        let search = |value: &str| {
+            let mut request = crate::protocol::codec::request_search(value);
+            request.json = None;
+            request
+        };
+        // Same header (the content length too), then another length, then another type.
+        let binary = crate::protocol::codec::request_binary("a", "b");
+        let requests = [
+            search("ring"),
+            search("ring"),
+            search("1234"),
+            search("morpheus"),
+            binary.clone(),
+            binary,
+            search("ring"),
+        ];
+        let mut decoder = Decoder::new().parse_json(false);
+        for (i, request) in requests.iter().enumerate() {
+            decoder.feed(&request.encode().unwrap());
+            let frame = decoder.next_frame().unwrap().unwrap();
+            assert_eq!(frame.to_message(), *request, "request {i}");
+            assert!(decoder.held.is_none());
+            // Remembered from the second frame on, never for the first.
+            assert_eq!(decoder.seen.is_some(), i > 0, "request {i}");
+        }
     }
 
     #[test]
