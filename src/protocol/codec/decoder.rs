@@ -43,8 +43,8 @@ pub struct Decoder {
     start: usize,
     state: State,
     /// The message the last [`next_frame`](Decoder::next_frame) lent out, where it was not
-    /// read in place.
-    held: Option<Message>,
+    /// read in place (boxed: a decoder is moved with its connection, and this is rare).
+    held: Option<Box<Message>>,
     /// How many frames were read in place (up to 255).
     frames_in_place: u8,
     seen: Option<SeenHeader>,
@@ -253,8 +253,8 @@ impl Decoder {
         if let Some(at) = self.take_plain_frame() {
             return self.frame_in_buffer(at).map(Some);
         }
-        self.held = self.next_message()?;
-        Ok(self.held.as_ref().map(Frame::from))
+        self.held = self.next_message()?.map(Box::new);
+        Ok(self.held.as_deref().map(Frame::from))
     }
 
     /// Consumes the frame at the front of the buffer if it is whole and its header plain, and
