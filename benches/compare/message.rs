@@ -11,6 +11,11 @@ use crate::rounds::MessageRuns;
 use crate::stats::{median, message_ratio, message_values, spread};
 use crate::strace::Traced;
 
+/// The two references: the floor, one request per connection; echo_server, its connections
+/// kept.
+const FLOOR: (MessageServer, bool) = (MessageServer::Floor, false);
+const ECHO: (MessageServer, bool) = (MessageServer::Echo, true);
+
 pub fn section(
     message: &MessageRuns,
     traced: &[(MessageServer, Result<Traced, String>)],
@@ -31,7 +36,9 @@ pub fn section(
          (`examples/peer_floor_message.rs`) makes only the calls no such server can avoid: \
          accept4, epoll_ctl, read, write, close and its share of epoll_wait; it runs in turn \
          with app_server round by round under the same load, one request per connection only. \
-         Median of the rounds; the ratio is to the floor's CPU in the same round.\n\n\
+         `echo_server` (epoll) runs in turn with them under 64-byte echoes at 50 connections: \
+         what keep-alive is compared with. Median of the rounds; the ratio is to the floor's \
+         CPU in the same round (one request per connection) or to echo_server's (keep-alive).\n\n\
          | server | mode | requests/s | CPU µs/req | CPU range | p50 µs | p99 µs | p99.9 µs |\n\
          |---|---|---:|---:|---:|---:|---:|---:|\n",
     );
@@ -44,7 +51,7 @@ pub fn section(
     let mut keys: Vec<(MessageServer, bool)> = runs.keys().map(|&(_, s, ka)| (s, ka)).collect();
     keys.sort();
     keys.dedup();
-    let has_floor = keys.contains(&(MessageServer::Floor, false));
+    let has_floor = keys.contains(&FLOOR);
     for (server, keep_alive) in keys {
         let mode = if keep_alive {
             "keep-alive"
@@ -69,13 +76,16 @@ pub fn section(
             continue;
         }
         let m = |f: fn(&Measured) -> f64| median(values(f)).map_or("–".into(), fmt_value);
-        let ratio =
-            match message_ratio(runs, server, keep_alive, MessageServer::Floor, |m| m.cpu_us) {
-                Some(r) if has_floor && !keep_alive && server != MessageServer::Floor => {
-                    format!(" ({r:.2}× floor)")
-                }
-                _ => String::new(),
-            };
+        let cpu_ratio = |than| message_ratio(runs, server, keep_alive, than, |m| m.cpu_us);
+        let ratio = match server {
+            MessageServer::App(_) if !keep_alive && has_floor => {
+                cpu_ratio(FLOOR).map_or(String::new(), |r| format!(" ({r:.2}× floor)"))
+            }
+            MessageServer::App(_) if keep_alive => {
+                cpu_ratio(ECHO).map_or(String::new(), |r| format!(" ({r:.2}× echo_server)"))
+            }
+            _ => String::new(),
+        };
         let range = spread(&cpu).map_or("–".into(), |(lo, hi)| {
             format!("{}–{}", fmt_value(lo), fmt_value(hi))
         });

@@ -57,42 +57,63 @@ impl Server {
     }
 }
 
-/// A server of the Message-protocol runs: `app_server` on a rawloop backend, or the floor
+/// A server of the Message-protocol runs: `app_server` on a rawloop backend, the floor
 /// (`examples/peer_floor_message.rs`: accept4, epoll_ctl, read, write, close and nothing
-/// else), which answers one request per connection only.
+/// else), which answers one request per connection only, or `echo_server` (epoll) under
+/// 64-byte echoes at the same connection count: the reference of the keep-alive target, run
+/// in turn with the others so that the ratio to it is taken in the same round.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum MessageServer {
     App(BackendName),
     Floor,
+    Echo,
 }
+
+/// The echo cell the keep-alive target compares with: 64 B, 50 connections, no idle ones.
+pub const ECHO_REFERENCE: Cell = Cell {
+    size: 64,
+    active: 50,
+    idle: 0,
+    order: Order::IdleFirst,
+};
 
 impl MessageServer {
     pub fn name(self) -> String {
         match self {
             MessageServer::App(b) => format!("app_server ({})", b.0),
             MessageServer::Floor => "floor".into(),
+            MessageServer::Echo => "echo_server (epoll), 64 B echoes".into(),
         }
     }
 
-    /// Whether it serves many requests per connection when asked.
-    pub fn keeps_alive(self) -> bool {
-        matches!(self, MessageServer::App(_))
+    /// The modes it runs in: `false` one request per connection, `true` many (for the echo
+    /// server: its connections are kept).
+    pub fn modes(self) -> &'static [bool] {
+        match self {
+            MessageServer::App(_) => &[false, true],
+            MessageServer::Floor => &[false],
+            MessageServer::Echo => &[true],
+        }
     }
 
     pub fn command(self, bin: &Path, keep_alive: bool) -> Command {
-        let mut cmd = match self {
+        match self {
             MessageServer::App(b) => {
                 let mut cmd = Command::new(bin.join("app_server"));
                 cmd.args(["--backend", b.0]);
                 if keep_alive {
                     cmd.arg("--keep-alive");
                 }
+                cmd.args(["127.0.0.1", "0"]);
                 cmd
             }
-            MessageServer::Floor => Command::new(bin.join("peer_floor_message")),
-        };
-        cmd.args(["127.0.0.1", "0"]);
-        cmd
+            MessageServer::Floor => {
+                let mut cmd = Command::new(bin.join("peer_floor_message"));
+                cmd.args(["127.0.0.1", "0"]);
+                cmd
+            }
+            MessageServer::Echo => Server::Rawloop(BackendName("epoll")).command(bin),
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use crate::load::{echo_load, run_once, Outcome};
-use crate::plan::{Cell, MessageServer, Order, Plan, Server};
+use crate::plan::{BackendName, Cell, MessageServer, Order, Plan, Server, ECHO_REFERENCE};
 use crate::servers::Env;
 use crate::stats::Runs;
 
@@ -92,7 +92,8 @@ pub fn echo(
 }
 
 /// The servers of the Message runs: `app_server` on every rawloop backend, then the floor
-/// (when `floor`).
+/// (when `floor`), then the echo server the keep-alive runs are compared with (when rawloop's
+/// epoll backend is among the servers).
 pub fn message_servers(plan: &Plan, floor: bool) -> Vec<MessageServer> {
     let mut servers: Vec<MessageServer> = plan
         .servers
@@ -104,6 +105,9 @@ pub fn message_servers(plan: &Plan, floor: bool) -> Vec<MessageServer> {
         .collect();
     if floor {
         servers.push(MessageServer::Floor);
+    }
+    if servers.contains(&MessageServer::App(BackendName("epoll"))) {
+        servers.push(MessageServer::Echo);
     }
     servers
 }
@@ -135,10 +139,7 @@ pub fn message(env: &Env, plan: &Plan, floor: bool) -> MessageMap {
     let mut map: MessageMap = BTreeMap::new();
     for round in 0..plan.rounds {
         for s in message_servers(plan, floor) {
-            for keep_alive in [false, true] {
-                if keep_alive && !s.keeps_alive() {
-                    continue;
-                }
+            for &keep_alive in s.modes() {
                 let mode = if keep_alive {
                     "keep-alive"
                 } else {
@@ -148,7 +149,10 @@ pub fn message(env: &Env, plan: &Plan, floor: bool) -> MessageMap {
                     env,
                     s.command(&env.bin, keep_alive),
                     &s.name(),
-                    &message_load(plan, keep_alive),
+                    &match s {
+                        MessageServer::Echo => echo_load(plan, ECHO_REFERENCE),
+                        _ => message_load(plan, keep_alive),
+                    },
                 );
                 match &outcome {
                     Ok(m) => eprintln!(

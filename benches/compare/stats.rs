@@ -82,12 +82,12 @@ pub fn message_values(
 }
 
 /// The median over the rounds of the ratio of `f` for one Message server and mode to that of
-/// `than` (one request per connection) in the same round.
+/// the server and mode `than` in the same round.
 pub fn message_ratio(
     runs: &MessageMap,
     server: MessageServer,
     keep_alive: bool,
-    than: MessageServer,
+    than: (MessageServer, bool),
     f: fn(&Measured) -> f64,
 ) -> Option<f64> {
     median(
@@ -95,7 +95,7 @@ pub fn message_ratio(
             .filter(|((_, s, ka), _)| *s == server && *ka == keep_alive)
             .filter_map(|((round, _, _), o)| {
                 let mine = o.as_ref().ok()?;
-                let theirs = runs.get(&(*round, than, false))?.as_ref().ok()?;
+                let theirs = runs.get(&(*round, than.0, than.1))?.as_ref().ok()?;
                 Some(f(mine) / f(theirs))
             })
             .collect(),
