@@ -11,9 +11,13 @@
 //! length prefix, header and announced content have arrived (the header is only searched
 //! for `content-length`, not parsed). Level-triggered, one accept per listener event.
 //!
-//! `cargo run --release --example peer_floor_message -- <host> <port>` (port 0 picks a free
-//! one; the first line printed names it). It stops on SIGTERM or SIGINT (the default
-//! action).
+//! With `--keep-alive` it keeps each connection and answers every whole request a read
+//! brings (one write for all of them) until the client closes: the floor of a keep-alive
+//! server, one `read` and one `write` per request and its share of `epoll_wait`.
+//!
+//! `cargo run --release --example peer_floor_message -- [--keep-alive] <host> <port>` (port 0
+//! picks a free one; the first line printed names it). It stops on SIGTERM or SIGINT (the
+//! default action).
 
 // epoll is Linux's: elsewhere the floor would be kqueue's, which this program does not measure.
 #[cfg(target_os = "linux")]
@@ -46,31 +50,50 @@ mod floor {
         partial: Vec<u8>,
     }
 
-    /// Whether `bytes` hold a whole request frame.
-    fn complete(bytes: &[u8]) -> bool {
+    /// The length of the request frame at the start of `bytes`, if all of it is there.
+    fn frame_len(bytes: &[u8]) -> Option<usize> {
         let [hi, lo, ..] = *bytes else {
-            return false;
+            return None;
         };
         let header_len = usize::from(u16::from_be_bytes([hi, lo]));
-        let Some(header) = bytes.get(2..2 + header_len) else {
-            return false;
-        };
+        let header = bytes.get(2..2 + header_len)?;
         let key = b"\"content-length\": ";
-        let Some(at) = header.windows(key.len()).position(|w| w == key) else {
-            return true;
+        let content_len = match header.windows(key.len()).position(|w| w == key) {
+            Some(at) => header[at + key.len()..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .fold(0usize, |n, d| n * 10 + usize::from(d - b'0')),
+            None => 0,
         };
-        let digits = &header[at + key.len()..];
-        let content_len = digits
-            .iter()
-            .take_while(|b| b.is_ascii_digit())
-            .fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
-        bytes.len() >= 2 + header_len + content_len
+        let len = 2 + header_len + content_len;
+        (bytes.len() >= len).then_some(len)
+    }
+
+    /// With keep-alive: answers every whole frame at the start of `bytes` with one write, and
+    /// returns how many bytes they took.
+    fn answer_all(fd: &OwnedFd, bytes: &[u8], answer: &[u8], out: &mut Vec<u8>) -> usize {
+        let mut taken = 0;
+        out.clear();
+        while let Some(len) = frame_len(&bytes[taken..]) {
+            taken += len;
+            out.extend_from_slice(answer);
+        }
+        if !out.is_empty() {
+            // The load generator has one request in flight per connection: the answers fit
+            // any socket buffer.
+            let _ = nix::unistd::write(fd.as_fd(), out);
+        }
+        taken
     }
 
     pub fn main() -> io::Result<()> {
-        let args: Vec<String> = std::env::args().skip(1).collect();
+        let mut args: Vec<String> = std::env::args().skip(1).collect();
+        let keep_alive = args.first().is_some_and(|a| a == "--keep-alive");
+        if keep_alive {
+            args.remove(0);
+        }
         let [host, port] = args.as_slice() else {
-            eprintln!("usage: peer_floor_message <host> <port>");
+            eprintln!("usage: peer_floor_message [--keep-alive] <host> <port>");
             std::process::exit(2);
         };
         let listener = TcpListener::bind((host.as_str(), port.parse::<u16>().unwrap_or(0)))?;
@@ -88,6 +111,7 @@ mod floor {
         let mut conns: Vec<Option<Conn>> = Vec::new();
         let mut events = vec![EpollEvent::empty(); 1024];
         let mut buf = vec![0u8; 64 * 1024];
+        let mut out = Vec::new();
         loop {
             let n = match epoll.wait(&mut events, EpollTimeout::NONE) {
                 Ok(n) => n,
@@ -122,12 +146,23 @@ mod floor {
                 };
                 let done = match nix::unistd::read(conn.fd.as_fd(), &mut buf) {
                     Ok(0) => true,
-                    Ok(got) => {
-                        let whole = if conn.partial.is_empty() {
-                            complete(&buf[..got])
+                    Ok(got) if keep_alive => {
+                        if conn.partial.is_empty() {
+                            let taken = answer_all(&conn.fd, &buf[..got], &answer, &mut out);
+                            conn.partial.extend_from_slice(&buf[taken..got]);
                         } else {
                             conn.partial.extend_from_slice(&buf[..got]);
-                            complete(&conn.partial)
+                            let taken = answer_all(&conn.fd, &conn.partial, &answer, &mut out);
+                            conn.partial.drain(..taken);
+                        }
+                        false
+                    }
+                    Ok(got) => {
+                        let whole = if conn.partial.is_empty() {
+                            frame_len(&buf[..got]).is_some()
+                        } else {
+                            conn.partial.extend_from_slice(&buf[..got]);
+                            frame_len(&conn.partial).is_some()
                         };
                         if whole {
                             // The answer fits any socket buffer: one write takes it all.

@@ -11,9 +11,9 @@ use crate::rounds::MessageRuns;
 use crate::stats::{median, message_ratio, message_values, spread};
 use crate::strace::Traced;
 
-/// The two references: the floor, one request per connection; echo_server, its connections
-/// kept.
+/// The references: the floor in each mode, and echo_server (its connections kept).
 const FLOOR: (MessageServer, bool) = (MessageServer::Floor, false);
+const FLOOR_KEPT: (MessageServer, bool) = (MessageServer::Floor, true);
 const ECHO: (MessageServer, bool) = (MessageServer::Echo, true);
 
 pub fn section(
@@ -35,10 +35,10 @@ pub fn section(
          connect); keep-alive: many requests per connection. The floor \
          (`examples/peer_floor_message.rs`) makes only the calls no such server can avoid: \
          accept4, epoll_ctl, read, write, close and its share of epoll_wait; it runs in turn \
-         with app_server round by round under the same load, one request per connection only. \
-         `echo_server` (epoll) runs in turn with them under 64-byte echoes at 50 connections: \
-         what keep-alive is compared with. Median of the rounds; the ratio is to the floor's \
-         CPU in the same round (one request per connection) or to echo_server's (keep-alive).\n\n\
+         with app_server round by round under the same load, and with keep-alive makes one \
+         read and one write per request. `echo_server` (epoll) runs in turn with them under \
+         64-byte echoes at 50 connections: what keep-alive is compared with. Median of the \
+         rounds; each ratio is to the CPU of the server named, in the same round.\n\n\
          | server | mode | requests/s | CPU µs/req | CPU range | p50 µs | p99 µs | p99.9 µs |\n\
          |---|---|---:|---:|---:|---:|---:|---:|\n",
     );
@@ -51,8 +51,7 @@ pub fn section(
     let mut keys: Vec<(MessageServer, bool)> = runs.keys().map(|&(_, s, ka)| (s, ka)).collect();
     keys.sort();
     keys.dedup();
-    let has_floor = keys.contains(&FLOOR);
-    for (server, keep_alive) in keys {
+    for &(server, keep_alive) in &keys {
         let mode = if keep_alive {
             "keep-alive"
         } else {
@@ -77,14 +76,20 @@ pub fn section(
         }
         let m = |f: fn(&Measured) -> f64| median(values(f)).map_or("–".into(), fmt_value);
         let cpu_ratio = |than| message_ratio(runs, server, keep_alive, than, |m| m.cpu_us);
-        let ratio = match server {
-            MessageServer::App(_) if !keep_alive && has_floor => {
-                cpu_ratio(FLOOR).map_or(String::new(), |r| format!(" ({r:.2}× floor)"))
-            }
-            MessageServer::App(_) if keep_alive => {
-                cpu_ratio(ECHO).map_or(String::new(), |r| format!(" ({r:.2}× echo_server)"))
-            }
-            _ => String::new(),
+        let ratios: Vec<String> = match (server, keep_alive) {
+            (MessageServer::App(_), false) => vec![(FLOOR, "floor")],
+            (MessageServer::App(_), true) => vec![(ECHO, "echo_server"), (FLOOR_KEPT, "floor")],
+            (MessageServer::Floor, true) => vec![(ECHO, "echo_server")],
+            _ => vec![],
+        }
+        .into_iter()
+        .filter(|(than, _)| keys.contains(than))
+        .filter_map(|(than, name)| Some(format!("{:.2}× {name}", cpu_ratio(than)?)))
+        .collect();
+        let ratio = if ratios.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", ratios.join(", "))
         };
         let range = spread(&cpu).map_or("–".into(), |(lo, hi)| {
             format!("{}–{}", fmt_value(lo), fmt_value(hi))

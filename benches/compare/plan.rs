@@ -59,7 +59,7 @@ impl Server {
 
 /// A server of the Message-protocol runs: `app_server` on a rawloop backend, the floor
 /// (`examples/peer_floor_message.rs`: accept4, epoll_ctl, read, write, close and nothing
-/// else), which answers one request per connection only, or `echo_server` (epoll) under
+/// else; with keep-alive a read and a write per request), or `echo_server` (epoll) under
 /// 64-byte echoes at the same connection count: the reference of the keep-alive target, run
 /// in turn with the others so that the ratio to it is taken in the same round.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -91,7 +91,7 @@ impl MessageServer {
     pub fn modes(self) -> &'static [bool] {
         match self {
             MessageServer::App(_) => &[false, true],
-            MessageServer::Floor => &[false],
+            MessageServer::Floor => &[false, true],
             MessageServer::Echo => &[true],
         }
     }
@@ -109,6 +109,9 @@ impl MessageServer {
             }
             MessageServer::Floor => {
                 let mut cmd = Command::new(bin.join("peer_floor_message"));
+                if keep_alive {
+                    cmd.arg("--keep-alive");
+                }
                 cmd.args(["127.0.0.1", "0"]);
                 cmd
             }

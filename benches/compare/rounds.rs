@@ -132,9 +132,8 @@ pub fn message_load(plan: &Plan, keep_alive: bool) -> Vec<String> {
     load
 }
 
-/// `app_server` on every rawloop backend, one request per connection and keep-alive, and the
-/// floor (one request per connection only), in turn, round after round; all measured by the
-/// same load.
+/// `app_server` on every rawloop backend and the floor, one request per connection and
+/// keep-alive, and echo_server, in turn, round after round; each mode under one load.
 pub fn message(env: &Env, plan: &Plan, floor: bool) -> MessageMap {
     let mut map: MessageMap = BTreeMap::new();
     for round in 0..plan.rounds {

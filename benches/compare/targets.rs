@@ -366,10 +366,21 @@ fn message_targets(plan: &Plan, message: &MessageRuns) -> String {
         ),
     };
 
+    // What the message load costs a server that does nothing but read and write, beside it.
+    let floor_kept = message_ratio(
+        messages,
+        MessageServer::Floor,
+        true,
+        (MessageServer::Echo, true),
+        cpu,
+    )
+    .map_or(String::new(), |r| {
+        format!(" (the keep-alive floor: {r:.2}× echo_server in the same round)")
+    });
     let _ = match (figures(app, true), figures(MessageServer::Echo, true)) {
         (Some((a, a_range)), Some((e, e_range))) => writeln!(
             md,
-            "{}",
+            "{}{floor_kept}",
             margin_line(
                 echo_line,
                 plan.rounds,
