@@ -1173,3 +1173,38 @@ common::per_backend!(
     unix_echo_client_errors,
     embed_stops_by_itself,
 );
+
+/// The benchmarks' keep-alive floor (`peer_floor_message --keep-alive`) answers every whole
+/// request a read brings, in order, and a request that arrives in pieces, on one connection:
+/// the load generator checks each answer, and this checks the floor without it.
+#[cfg(target_os = "linux")]
+#[test]
+fn floor_server_answers_every_request_with_keep_alive() {
+    use rawloop::protocol::{request_search, respond};
+    let args = ["--keep-alive", "127.0.0.1", "0"];
+    let mut floor = common::Program::start(
+        "peer_floor_message",
+        &mut common::programs::example("peer_floor_message", &args),
+        None,
+    );
+    let port = common::programs::port_in(&floor.line(common::programs::WAIT)).expect("a port");
+    let request = request_search("morpheus").encode().unwrap();
+    let answer = respond(&request_search("morpheus")).encode().unwrap();
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(common::programs::WAIT))
+        .unwrap();
+    stream.write_all(&request.repeat(3)).unwrap();
+    let mut answers = vec![0; answer.len() * 3];
+    stream.read_exact(&mut answers).unwrap();
+    assert_eq!(answers, answer.repeat(3), "three requests in one write");
+    let (head, tail) = request.split_at(10);
+    stream.write_all(head).unwrap();
+    thread::sleep(Duration::from_millis(50));
+    stream.write_all(tail).unwrap();
+    let mut one = vec![0; answer.len()];
+    stream.read_exact(&mut one).unwrap();
+    assert_eq!(one, answer, "a request in two writes");
+    floor.signal(nix::sys::signal::Signal::SIGTERM);
+    floor.finish(common::programs::WAIT);
+}
