@@ -20,8 +20,10 @@ const IDLE_BUFFER_CAPACITY: usize = 64 * 1024;
 ///
 /// Feed it bytes as they arrive, split anywhere, with [`feed`](Decoder::feed), or let a read
 /// call write into it directly with [`read_with`](Decoder::read_with); then call
-/// [`next_message`](Decoder::next_message) until it returns `Ok(None)`. At end of stream call
-/// [`finish`](Decoder::finish), which reports a frame cut short.
+/// [`next_message`](Decoder::next_message) until it returns `Ok(None)` — or
+/// [`next_frame`](Decoder::next_frame), which lends each message instead and reads a frame
+/// that arrived whole in place. At end of stream call [`finish`](Decoder::finish), which
+/// reports a frame cut short.
 ///
 /// Memory: a `content-length` over the limit is refused before anything is reserved for the
 /// content, and the content buffer grows with the bytes that arrive, never past the announced
@@ -45,8 +47,9 @@ pub struct Decoder {
     /// The message the last [`next_frame`](Decoder::next_frame) lent out, where it was not
     /// read in place (boxed: a decoder is moved with its connection, and this is rare).
     held: Option<Box<Message>>,
-    /// How many frames were read in place (up to 255).
+    /// How many frames were read in place (counting stops at 255).
     frames_in_place: u8,
+    /// The last plain header read in place, from the second frame on.
     seen: Option<SeenHeader>,
 }
 
