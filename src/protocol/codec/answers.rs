@@ -112,7 +112,11 @@ pub fn encode_response<'a>(
     request: impl Into<Frame<'a>>,
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
-    let request = request.into();
+    // The work is in a function of this crate, compiled once, not in each caller's copy.
+    append_response(request.into(), out)
+}
+
+fn append_response(request: Frame<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     match answer(request) {
         Answer::Text(result) => {
             const OPEN: &[u8] = b"{\"result\": ";
