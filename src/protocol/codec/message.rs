@@ -104,13 +104,13 @@ impl Message {
     /// than those four.
     pub fn header_json(&self) -> String {
         let mut out = String::with_capacity(128);
-        write_required_headers(
+        write_header_head(
             &mut out,
             &self.byteorder,
             &self.content_type,
             &self.content_encoding,
-            self.content.len(),
         );
+        write_decimal(&mut out, self.content.len());
         for (key, value) in &self.extra {
             if REQUIRED_HEADERS.contains(&key.as_str()) {
                 continue;
@@ -142,18 +142,6 @@ impl Message {
         out.extend_from_slice(&self.content);
         Ok(())
     }
-}
-
-/// The header up to, not including, the closing brace: the four required keys.
-fn write_required_headers<O: TextOut>(
-    out: &mut O,
-    byteorder: &str,
-    content_type: &str,
-    content_encoding: &str,
-    content_len: usize,
-) {
-    write_header_head(out, byteorder, content_type, content_encoding);
-    write_decimal(out, content_len);
 }
 
 /// The header up to the digits of its content length.
