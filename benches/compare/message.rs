@@ -51,7 +51,7 @@ pub fn section(
     let mut keys: Vec<(MessageServer, bool)> = runs.keys().map(|&(_, s, ka)| (s, ka)).collect();
     keys.sort();
     keys.dedup();
-    for &(server, keep_alive) in &keys {
+    for (server, keep_alive) in keys {
         let mode = if keep_alive {
             "keep-alive"
         } else {
@@ -83,7 +83,6 @@ pub fn section(
             _ => vec![],
         }
         .into_iter()
-        .filter(|(than, _)| keys.contains(than))
         .filter_map(|(than, name)| Some(format!("{:.2}× {name}", cpu_ratio(than)?)))
         .collect();
         let ratio = if ratios.is_empty() {

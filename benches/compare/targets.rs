@@ -27,14 +27,11 @@ pub fn compared_verdict(
     if rounds < 2 {
         return "**no verdict** (one round measures no run-to-run spread)".to_string();
     }
-    match (mine, theirs) {
-        (Some((lo, hi)), Some((other_lo, other_hi))) if lo <= other_hi && other_lo <= hi => {
-            format!(
-                "**level with {other}** (the ratio is inside the run-to-run spread: \
-                 {lo:.2}–{hi:.2} µs vs {other_lo:.2}–{other_hi:.2} µs)"
-            )
+    match overlap(mine, theirs) {
+        Some(ranges) => {
+            format!("**level with {other}** (the ratio is inside the run-to-run spread: {ranges})")
         }
-        _ => verdict(ok).to_string(),
+        None => verdict(ok).to_string(),
     }
 }
 
@@ -54,15 +51,19 @@ fn margin_verdict(
     if rounds < 2 || ratio <= limit {
         return compared_verdict(rounds, ratio <= limit, mine, theirs, other);
     }
-    match (mine, theirs) {
-        (Some((lo, hi)), Some((other_lo, other_hi))) if lo <= other_hi && other_lo <= hi => {
-            format!(
-                "**not met** ({ratio:.2}× is beyond {limit:.2}×, though the ranges overlap: \
-                 {lo:.2}–{hi:.2} µs vs {other_lo:.2}–{other_hi:.2} µs)"
-            )
-        }
-        _ => verdict(false).to_string(),
+    match overlap(mine, theirs) {
+        Some(ranges) => format!(
+            "**not met** ({ratio:.2}× is beyond {limit:.2}×, though the ranges overlap: {ranges})"
+        ),
+        None => verdict(false).to_string(),
     }
+}
+
+/// The two ranges, written out, where both are known and they overlap.
+fn overlap(mine: Option<(f64, f64)>, theirs: Option<(f64, f64)>) -> Option<String> {
+    let ((lo, hi), (other_lo, other_hi)) = (mine?, theirs?);
+    (lo <= other_hi && other_lo <= hi)
+        .then(|| format!("{lo:.2}–{hi:.2} µs vs {other_lo:.2}–{other_hi:.2} µs"))
 }
 
 /// Two CPU figures compared: the medians, the median ratio in the same round where the two
