@@ -305,7 +305,9 @@ impl Decoder {
     }
 
     fn frame_in_buffer(&self, at: FrameInBuffer) -> Result<Frame<'_>, FrameError> {
-        // The header was checked whole (now or when it was remembered); these are parts of it.
+        // The header was checked whole (now or when it was remembered) and these are parts of
+        // it, so this cannot fail; it is checked again only because the strings found then
+        // could not outlive that `&mut self` call (20 bytes or so, no `unsafe`).
         let text = |range: &Range<usize>| {
             let range = at.header_start + range.start..at.header_start + range.end;
             std::str::from_utf8(&self.buf[range]).map_err(|err| FrameError::HeaderNotUtf8 {
