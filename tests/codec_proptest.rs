@@ -232,7 +232,7 @@ proptest! {
         limit in prop_oneof![0usize..2048, Just(codec::DEFAULT_MAX_CONTENT_LEN)],
         parse_json in any::<bool>(),
     ) {
-        // Each piece twice in a row: a decoder that remembers the last header meets it again.
+        // Each piece twice in a row, as a keep-alive client sends the same request again.
         let stream: Vec<u8> = pieces.iter().flat_map(|piece| [piece, piece]).flatten().copied().collect();
         let chunks = split(&stream, &points);
         let decoder = || Decoder::with_max_content_len(limit).parse_json(parse_json);

@@ -52,6 +52,7 @@ mod decoder;
 mod frame;
 mod frame_error;
 mod json_string;
+mod known_headers;
 mod message;
 mod plain_json;
 mod python_json;

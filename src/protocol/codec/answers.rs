@@ -2,15 +2,15 @@
 //! `app-client` sends and what `libserver.py` responds.
 
 use std::borrow::Cow;
-use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
 use super::content::{decode_json_content, json_kind};
-use super::message::{append_plain_frame, plain_header_head};
+use super::known_headers::{host_head, Kind};
+use super::message::append_plain_frame;
 use super::plain_json::{self, PlainValue};
 use super::python_json::{py_string_len, to_python_str, write_py_string};
-use super::{EncodeError, Frame, FrameError, Message, TEXT_JSON};
+use super::{EncodeError, Frame, FrameError, Message};
 
 /// The content type of the reference client's binary requests.
 pub const CLIENT_BINARY_TYPE: &str = "binary/custom-client-binary-type";
@@ -121,7 +121,7 @@ fn append_response(request: Frame<'_>, out: &mut Vec<u8>) -> Result<(), EncodeEr
         Answer::Text(result) => {
             const OPEN: &[u8] = b"{\"result\": ";
             let len = OPEN.len() + py_string_len(&result) + 1;
-            append_plain_frame(&response_heads().text, len, out, |out| {
+            append_plain_frame(&host_head(Kind::Text).text, len, out, |out| {
                 out.extend_from_slice(OPEN);
                 write_py_string(out, &result);
                 out.push(b'}');
@@ -130,27 +130,12 @@ fn append_response(request: Frame<'_>, out: &mut Vec<u8>) -> Result<(), EncodeEr
         Answer::Binary => {
             let head = binary_head(request.content);
             let len = BINARY_PREFIX.len() + head.len();
-            append_plain_frame(&response_heads().binary, len, out, |out| {
+            append_plain_frame(&host_head(Kind::ServerBinary).text, len, out, |out| {
                 out.extend_from_slice(BINARY_PREFIX);
                 out.extend_from_slice(head);
             })
         }
     }
-}
-
-/// The header heads (see `plain_header_head`) of the server's two kinds of response.
-struct ResponseHeads {
-    text: String,
-    binary: String,
-}
-
-/// Written once: every response of a kind has the same header but for its content length.
-fn response_heads() -> &'static ResponseHeads {
-    static HEADS: OnceLock<ResponseHeads> = OnceLock::new();
-    HEADS.get_or_init(|| ResponseHeads {
-        text: plain_header_head(TEXT_JSON, "utf-8"),
-        binary: plain_header_head(SERVER_BINARY_TYPE, "binary"),
-    })
 }
 
 /// What the server answers: a `text/json` result, or the binary response.

@@ -6,6 +6,7 @@ use std::ops::Range;
 use serde_json::Value;
 
 use super::content::json_kind;
+use super::known_headers::{match_known, KnownHead};
 use super::plain_json::{self, PlainValue};
 use super::python_json::to_python_json;
 use super::{Frame, FrameError, Message, Stage, REQUIRED_HEADERS};
@@ -47,10 +48,6 @@ pub struct Decoder {
     /// The message the last [`next_frame`](Decoder::next_frame) lent out, where it was not
     /// read in place (boxed: a decoder is moved with its connection, and this is rare).
     held: Option<Box<Message>>,
-    /// How many frames were read in place (counting stops at 255).
-    frames_in_place: u8,
-    /// The last plain header read in place, from the second frame on.
-    seen: Option<SeenHeader>,
 }
 
 #[derive(Debug, Clone)]
@@ -115,8 +112,6 @@ impl Decoder {
             start: 0,
             state: State::LengthPrefix,
             held: None,
-            frames_in_place: 0,
-            seen: None,
         }
     }
 
@@ -261,7 +256,8 @@ impl Decoder {
     }
 
     /// Consumes the frame at the front of the buffer if it is whole and its header plain, and
-    /// says where its parts lie.
+    /// says where its parts lie. A header the protocol's programs write (see
+    /// `known_headers`) is recognised by comparison; another plain one is parsed.
     fn take_plain_frame(&mut self) -> Option<FrameInBuffer> {
         self.compact_if_idle();
         if self.parse_json || !matches!(self.state, State::LengthPrefix) {
@@ -273,51 +269,66 @@ impl Decoder {
         };
         let header_len = usize::from(u16::from_be_bytes([*hi, *lo]));
         let header = rest.get(..header_len)?;
-        let parts = match &self.seen {
-            Some(seen) if seen.bytes == header => seen.parts.clone(),
-            _ => {
+        let header_start = self.start + 2;
+        let (strings, content_len) = match match_known(header) {
+            Some((head, length)) => (HeaderStrings::Known(head), usize::try_from(length).ok()?),
+            None => {
                 let text = std::str::from_utf8(header).ok()?;
-                let parts = HeaderParts::of(text, plain_header(text, self.max_content_len)?);
-                // From a connection's second frame on, remember the header: a client sends
-                // the same one for every request of a kind.
-                if self.frames_in_place > 0 && header_len <= SEEN_HEADER_MAX {
-                    let seen = self.seen.get_or_insert_with(SeenHeader::default);
-                    seen.bytes.clear();
-                    seen.bytes.extend_from_slice(header);
-                    seen.parts = parts.clone();
-                }
-                parts
+                let plain = plain_header(text, self.max_content_len)?;
+                let at = |part: &str| {
+                    let at = header_start + (part.as_ptr() as usize - text.as_ptr() as usize);
+                    at..at + part.len()
+                };
+                let strings = HeaderStrings::InBuffer {
+                    byteorder: at(plain.byteorder),
+                    content_type: at(plain.content_type),
+                    content_encoding: at(plain.content_encoding),
+                };
+                (strings, plain.content_len)
             }
         };
-        let header_start = self.start + 2;
+        // Over the limit: the full parse reports it.
+        if content_len > self.max_content_len {
+            return None;
+        }
         let content_start = header_start + header_len;
-        let content = content_start..content_start + parts.content_len;
+        let content = content_start..content_start + content_len;
         if content.end > self.buf.len() {
             return None;
         }
-        self.frames_in_place = self.frames_in_place.saturating_add(1);
         self.start = content.end;
-        Some(FrameInBuffer {
-            header_start,
-            parts,
-            content,
-        })
+        Some(FrameInBuffer { strings, content })
     }
 
     fn frame_in_buffer(&self, at: FrameInBuffer) -> Result<Frame<'_>, FrameError> {
-        // The header was checked whole (now or when it was remembered) and these are parts of
-        // it, so this cannot fail; it is checked again only because the strings found then
-        // could not outlive that `&mut self` call (20 bytes or so, no `unsafe`).
-        let text = |range: &Range<usize>| {
-            let range = at.header_start + range.start..at.header_start + range.end;
-            std::str::from_utf8(&self.buf[range]).map_err(|err| FrameError::HeaderNotUtf8 {
-                valid_up_to: err.valid_up_to(),
-            })
+        let (byteorder, content_type, content_encoding) = match at.strings {
+            HeaderStrings::Known(head) => {
+                (head.byteorder, head.content_type, head.content_encoding)
+            }
+            HeaderStrings::InBuffer {
+                byteorder,
+                content_type,
+                content_encoding,
+            } => {
+                // The header was checked whole and these are parts of it, so this cannot
+                // fail; it is checked again only because the strings found then could not
+                // outlive that `&mut self` call (20 bytes or so, no `unsafe`).
+                let text = |range: Range<usize>| {
+                    std::str::from_utf8(&self.buf[range]).map_err(|err| FrameError::HeaderNotUtf8 {
+                        valid_up_to: err.valid_up_to(),
+                    })
+                };
+                (
+                    text(byteorder)?,
+                    text(content_type)?,
+                    text(content_encoding)?,
+                )
+            }
         };
         Ok(Frame {
-            byteorder: text(&at.parts.byteorder)?,
-            content_type: text(&at.parts.content_type)?,
-            content_encoding: text(&at.parts.content_encoding)?,
+            byteorder,
+            content_type,
+            content_encoding,
             extra: None,
             content: &self.buf[at.content],
             json: None,
@@ -386,8 +397,7 @@ impl Decoder {
             _ => 0,
         };
         let held = self.held.as_ref().map_or(0, |m| m.content.capacity());
-        let seen = self.seen.as_ref().map_or(0, |seen| seen.bytes.capacity());
-        self.buf.capacity() + content + held + seen
+        self.buf.capacity() + content + held
     }
 
     fn fail(&mut self, err: FrameError) -> FrameError {
@@ -498,44 +508,20 @@ struct PlainHeader<'a> {
 
 /// Where the parts of a frame read in place lie in the decoder's buffer.
 struct FrameInBuffer {
-    header_start: usize,
-    parts: HeaderParts,
+    strings: HeaderStrings,
     content: Range<usize>,
 }
 
-/// Where the three strings of a plain header lie in it, and the content length it announces.
-#[derive(Debug, Clone, Default)]
-struct HeaderParts {
-    byteorder: Range<usize>,
-    content_type: Range<usize>,
-    content_encoding: Range<usize>,
-    content_len: usize,
-}
-
-impl HeaderParts {
-    fn of(text: &str, header: PlainHeader<'_>) -> HeaderParts {
-        let within = |part: &str| {
-            let at = part.as_ptr() as usize - text.as_ptr() as usize;
-            at..at + part.len()
-        };
-        HeaderParts {
-            byteorder: within(header.byteorder),
-            content_type: within(header.content_type),
-            content_encoding: within(header.content_encoding),
-            content_len: header.content_len,
-        }
-    }
-}
-
-/// The longest header a decoder remembers.
-const SEEN_HEADER_MAX: usize = 256;
-
-/// The last plain header read in place, remembered with its parts: the same bytes next time
-/// need no parsing.
-#[derive(Debug, Clone, Default)]
-struct SeenHeader {
-    bytes: Vec<u8>,
-    parts: HeaderParts,
+/// The three strings of a header read in place.
+enum HeaderStrings {
+    /// A known header's, held by its head.
+    Known(&'static KnownHead),
+    /// Another plain header's, where they lie in the buffer.
+    InBuffer {
+        byteorder: Range<usize>,
+        content_type: Range<usize>,
+        content_encoding: Range<usize>,
+    },
 }
 
 /// The header as every client of the protocol writes it — one flat object holding exactly the
@@ -620,32 +606,59 @@ mod tests {
     }
 
     #[test]
-    fn a_repeated_header_is_remembered_and_a_changed_one_parsed() {
-        let search = |value: &str| {
-            let mut request = crate::protocol::codec::request_search(value);
+    fn known_headers_are_matched_and_other_plain_ones_parsed_in_place() {
+        let plain = |mut request: Message| {
             request.json = None;
             request
         };
-        // Same header (the content length too), then another length, then another type.
-        let binary = crate::protocol::codec::request_binary("a", "b");
+        let mut big = plain(crate::protocol::codec::request_search("ring"));
+        big.byteorder = "big".to_owned();
         let requests = [
-            search("ring"),
-            search("ring"),
-            search("1234"),
-            search("morpheus"),
-            binary.clone(),
-            binary,
-            search("ring"),
+            plain(crate::protocol::codec::request_search("ring")),
+            plain(crate::protocol::codec::request_search("")),
+            crate::protocol::codec::request_binary("a", "b"),
+            crate::protocol::codec::response_binary(b"xyz"),
+            big,
         ];
         let mut decoder = Decoder::new().parse_json(false);
-        for (i, request) in requests.iter().enumerate() {
-            decoder.feed(&request.encode().unwrap());
-            let frame = decoder.next_frame().unwrap().unwrap();
-            assert_eq!(frame.to_message(), *request, "request {i}");
-            assert!(decoder.held.is_none());
-            // Remembered from the second frame on, never for the first.
-            assert_eq!(decoder.seen.is_some(), i > 0, "request {i}");
+        for request in &requests {
+            let bytes = request.encode().unwrap();
+            decoder.feed(&bytes);
+            let at = decoder.take_plain_frame().expect("read in place");
+            assert!(matches!(at.strings, HeaderStrings::Known(_)), "{request:?}");
+            assert_eq!(decoder.frame_in_buffer(at).unwrap().to_message(), *request);
         }
+        // The same header written without spaces: not known, parsed, still read in place.
+        let header = br#"{"byteorder":"little","content-type":"text/json","content-encoding":"utf-8","content-length":2}"#;
+        let mut bytes = (header.len() as u16).to_be_bytes().to_vec();
+        bytes.extend_from_slice(header);
+        bytes.extend_from_slice(b"{}");
+        decoder.feed(&bytes);
+        let at = decoder.take_plain_frame().expect("read in place");
+        assert!(matches!(at.strings, HeaderStrings::InBuffer { .. }));
+        let frame = decoder.frame_in_buffer(at).unwrap();
+        assert_eq!(
+            (
+                frame.byteorder,
+                frame.content_type,
+                frame.content_encoding,
+                frame.content
+            ),
+            ("little", "text/json", "utf-8", &b"{}"[..])
+        );
+        assert!(decoder.is_idle());
+    }
+
+    #[test]
+    fn a_known_header_over_the_content_limit_is_refused_by_the_full_parse() {
+        let request = crate::protocol::codec::request_binary("a", "bcdefghij");
+        let mut decoder =
+            Decoder::with_max_content_len(request.content.len() - 1).parse_json(false);
+        decoder.feed(&request.encode().unwrap());
+        assert!(matches!(
+            decoder.next_frame(),
+            Err(FrameError::ContentTooLong { .. })
+        ));
     }
 
     #[test]

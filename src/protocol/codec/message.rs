@@ -145,7 +145,7 @@ impl Message {
 }
 
 /// The header up to the digits of its content length.
-fn write_header_head<O: TextOut>(
+pub(super) fn write_header_head<O: TextOut>(
     out: &mut O,
     byteorder: &str,
     content_type: &str,
@@ -160,17 +160,8 @@ fn write_header_head<O: TextOut>(
     out.put(", \"content-length\": ");
 }
 
-/// The header of `Message::new(content_type, content_encoding, ..)` — this host's byte
-/// order, no extra headers — up to the digits of its content length: the same for every
-/// such frame, so a sender writes it once and gives it to [`append_plain_frame`].
-pub(super) fn plain_header_head(content_type: &str, content_encoding: &str) -> String {
-    let mut head = String::new();
-    write_header_head(&mut head, HOST_BYTEORDER, content_type, content_encoding);
-    head
-}
-
 /// Appends the frame of `Message::new(content_type, content_encoding, content)`, whose
-/// [`plain_header_head`] is `head`, to `out`, without building the message or any buffer of
+/// [head](super::known_headers) is `head`, to `out`, without building the message or any buffer of
 /// its own: `write_content` appends the `content_len` bytes of content. On error `out` is
 /// left as it was.
 pub(super) fn append_plain_frame(
