@@ -1,8 +1,12 @@
-//! Timers: one-shot or periodic, kept in a binary heap ordered by deadline.
+//! Timers: one-shot or periodic, earliest first.
 //!
-//! Each timer lives in a slab and knows its place in the heap, so cancelling, rescheduling
-//! and removing every timer of a closed registration are all O(log n) and leave nothing
-//! behind: the heap holds exactly the pending timers.
+//! Each timer lives in a slab and knows where it is queued, so cancelling, rescheduling and
+//! removing every timer of a closed registration leave nothing behind. Most timers sit in a
+//! binary heap ordered by deadline. One-shot timers set with the same delay — a server's
+//! request or idle timeout, one per connection — come due in the order they were set, so
+//! they queue in a *lane* instead: a list in deadline order whose first timer alone is in the
+//! heap. Setting such a timer appends it, cancelling one unlinks it: O(1), where the heap
+//! would move timers up and down its height, touching one slab entry per level.
 
 use std::time::{Duration, Instant};
 
@@ -38,10 +42,28 @@ struct Timer<T> {
     /// The neighbours in the owner's list of timers (`NONE` at the ends).
     prev: usize,
     next: usize,
-    /// Its position in `heap`.
+    /// Its position in `heap`, or `NONE` for a timer queued in a lane behind its first.
     at: usize,
+    /// The lane it is queued in (an index into `lanes`), or `NONE`.
+    lane: usize,
+    /// The neighbours in its lane (`NONE` at the ends).
+    lane_prev: usize,
+    lane_next: usize,
     target: T,
 }
+
+/// One-shot timers of one delay, in deadline order (ties in set order): the first is in the
+/// heap, the others wait behind it.
+#[derive(Debug)]
+struct Lane {
+    delay: Duration,
+    /// `NONE` when the lane is free.
+    first: usize,
+    last: usize,
+}
+
+/// The most lanes: distinct delays beyond these go to the heap.
+const MAX_LANES: usize = 8;
 
 /// Pending timers, earliest first.
 #[derive(Debug)]
@@ -49,6 +71,7 @@ pub(crate) struct Timers<T> {
     timers: Slab<Timer<T>>,
     /// Keys into `timers`, a binary min-heap on `(deadline, order)`.
     heap: Vec<usize>,
+    lanes: Vec<Lane>,
     next_order: u64,
     next_serial: u32,
     /// `first_owned[owner]` is the first timer of registration `owner` (`NONE` if it has none).
@@ -79,6 +102,7 @@ impl<T> Timers<T> {
         Timers {
             timers: Slab::new(),
             heap: Vec::new(),
+            lanes: Vec::new(),
             next_order: 0,
             next_serial: 0,
             first_owned: Vec::new(),
@@ -112,7 +136,10 @@ impl<T> Timers<T> {
             owner,
             prev: NONE,
             next,
-            at: self.heap.len(),
+            at: NONE,
+            lane: NONE,
+            lane_prev: NONE,
+            lane_next: NONE,
             target,
         });
         if let Some(owner) = owner {
@@ -121,8 +148,7 @@ impl<T> Timers<T> {
             }
             self.first_owned[owner] = key;
         }
-        self.heap.push(key);
-        self.sift_up(self.heap.len() - 1);
+        self.enqueue(key);
         TimerId {
             key: key as u32,
             serial: self.next_serial,
@@ -164,13 +190,12 @@ impl<T> Timers<T> {
         let Some(key) = self.key_of(id) else {
             return false;
         };
+        self.unqueue(key);
         let order = self.take_order();
         let timer = &mut self.timers[key];
         timer.deadline = deadline;
         timer.order = order;
-        let at = timer.at;
-        self.sift_up(at);
-        self.sift_down(self.timers[key].at);
+        self.enqueue(key);
         true
     }
 
@@ -229,19 +254,11 @@ impl<T> Timers<T> {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.heap.len()
+        self.timers.len()
     }
 
     fn remove_key(&mut self, key: usize) -> T {
-        let at = self.timers[key].at;
-        let last = self.heap.len() - 1;
-        self.swap(at, last);
-        self.heap.pop();
-        if at < self.heap.len() {
-            let moved = self.heap[at];
-            self.sift_up(at);
-            self.sift_down(self.timers[moved].at);
-        }
+        self.unqueue(key);
         let timer = self.timers.remove(key);
         if timer.next != NONE {
             self.timers[timer.next].prev = timer.prev;
@@ -252,6 +269,91 @@ impl<T> Timers<T> {
             self.first_owned[owner] = timer.next;
         }
         timer.target
+    }
+
+    /// Queues timer `key`: at the end of the lane of its delay if it is a one-shot timer due
+    /// no earlier than that lane's last (or in a free lane), else in the heap.
+    fn enqueue(&mut self, key: usize) {
+        let timer = &self.timers[key];
+        if let Repeat::Once { delay } = timer.repeat {
+            if let Some(lane) = self.lane_for(delay, timer.deadline) {
+                let last = self.lanes[lane].last;
+                let timer = &mut self.timers[key];
+                timer.lane = lane;
+                timer.lane_prev = last;
+                timer.lane_next = NONE;
+                self.lanes[lane].last = key;
+                if last != NONE {
+                    self.timers[last].lane_next = key;
+                    self.timers[key].at = NONE;
+                    return;
+                }
+                self.lanes[lane].first = key;
+            }
+        }
+        self.timers[key].at = self.heap.len();
+        self.heap.push(key);
+        self.sift_up(self.heap.len() - 1);
+    }
+
+    /// The lane a one-shot timer of `delay` due at `deadline` joins: the lane of that delay if
+    /// its last timer is due no later, else a free lane if there is no lane of that delay.
+    fn lane_for(&mut self, delay: Duration, deadline: Instant) -> Option<usize> {
+        let mut free = None;
+        for (i, lane) in self.lanes.iter().enumerate() {
+            if lane.first == NONE {
+                free = free.or(Some(i));
+            } else if lane.delay == delay {
+                return (self.timers[lane.last].deadline <= deadline).then_some(i);
+            }
+        }
+        if free.is_none() && self.lanes.len() < MAX_LANES {
+            free = Some(self.lanes.len());
+            self.lanes.push(Lane {
+                delay,
+                first: NONE,
+                last: NONE,
+            });
+        }
+        let free = free?;
+        self.lanes[free].delay = delay;
+        Some(free)
+    }
+
+    /// Takes timer `key` out of its lane and the heap; its slab entry stays.
+    fn unqueue(&mut self, key: usize) {
+        let timer = &mut self.timers[key];
+        let (at, lane, prev, next) = (timer.at, timer.lane, timer.lane_prev, timer.lane_next);
+        timer.lane = NONE;
+        timer.at = NONE;
+        if lane != NONE {
+            if next != NONE {
+                self.timers[next].lane_prev = prev;
+            } else {
+                self.lanes[lane].last = prev;
+            }
+            if prev != NONE {
+                self.timers[prev].lane_next = next;
+                return;
+            }
+            self.lanes[lane].first = next;
+            if next != NONE {
+                // The next of the lane takes the first's place in the heap: it is due no
+                // earlier, so it can only move down.
+                self.heap[at] = next;
+                self.timers[next].at = at;
+                self.sift_down(at);
+                return;
+            }
+        }
+        let last = self.heap.len() - 1;
+        self.swap(at, last);
+        self.heap.pop();
+        if at < self.heap.len() {
+            let moved = self.heap[at];
+            self.sift_up(at);
+            self.sift_down(self.timers[moved].at);
+        }
     }
 
     fn less(&self, a: usize, b: usize) -> bool {
@@ -374,6 +476,71 @@ mod tests {
         let mut expected: Vec<u32> = vec![99];
         expected.extend((1..99).step_by(2).map(|i| i as u32));
         assert_eq!(fired, expected);
+    }
+
+    /// Regression model for the lanes: random sets (a few delays, so that lanes fill up and
+    /// some deadlines come out of order), cancels, reschedules, owner removals and expiries,
+    /// against a plain list sorted by `(deadline, order)`.
+    #[test]
+    fn lanes_and_heap_fire_as_one_sorted_list() {
+        let start = Instant::now();
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut random = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut t = Timers::new();
+        // The model: (deadline, order, value, owner, id), kept sorted.
+        let mut model: Vec<(Instant, u64, u32, usize, TimerId)> = Vec::new();
+        let mut order = 0;
+        let mut now = start;
+        for value in 0..20_000u32 {
+            match random(10) {
+                0..=4 => {
+                    // Delays 1..=12 ms: more distinct ones than there are lanes.
+                    let delay = ms(1 + random(12));
+                    let deadline = if random(8) == 0 {
+                        now + ms(random(20))
+                    } else {
+                        now + delay
+                    };
+                    let owner = random(5) as usize;
+                    let id = t.insert(deadline, Repeat::Once { delay }, Some(owner), value);
+                    order += 1;
+                    model.push((deadline, order, value, owner, id));
+                }
+                5 if !model.is_empty() => {
+                    let (_, _, v, _, id) = model.remove(random(model.len() as u64) as usize);
+                    assert_eq!(t.cancel(id), Some(v));
+                }
+                6 if !model.is_empty() => {
+                    let i = random(model.len() as u64) as usize;
+                    let deadline = now + ms(random(15));
+                    assert!(t.reschedule(model[i].4, deadline));
+                    order += 1;
+                    (model[i].0, model[i].1) = (deadline, order);
+                }
+                7 if random(10) == 0 => {
+                    let owner = random(5) as usize;
+                    let gone = model.iter().filter(|m| m.3 == owner).count();
+                    model.retain(|m| m.3 != owner);
+                    assert_eq!(t.remove_owned_by(owner), gone);
+                }
+                _ => {
+                    now += ms(random(3));
+                    model.sort_by_key(|m| (m.0, m.1));
+                    let due = model.iter().take_while(|m| m.0 <= now).count();
+                    let expected: Vec<u32> = model.drain(..due).map(|m| m.2).collect();
+                    assert_eq!(drain(&mut t, now), expected);
+                }
+            }
+            assert_eq!(t.len(), model.len());
+            let first = model.iter().map(|m| (m.0, m.1)).min().map(|m| m.0);
+            assert_eq!(t.next_deadline(), first);
+        }
+        assert_eq!(t.lanes.len(), MAX_LANES, "every lane was used");
     }
 
     #[test]
