@@ -5,8 +5,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use crate::selector::{
-    already_registered, check_interest, not_registered, syscall, wait_loop, Event, Events,
-    Interest, Readiness, Selector, Token,
+    already_registered, check_interest, not_registered, syscall, timeout_ms, wait_loop, Event,
+    Events, Interest, Readiness, Selector, Token,
 };
 
 /// A selector on one epoll instance, level-triggered.
@@ -123,13 +123,13 @@ impl Selector for Epoll {
         }
         let epfd = self.epfd.as_raw_fd();
         let ready = &mut self.ready;
-        wait_loop(events, timeout, |events, deadline| {
+        wait_loop(events, timeout, |events, left| {
             // SAFETY: `ready` holds `capacity` initialised epoll_events the kernel may overwrite.
             let n = syscall!(epoll_wait(
                 epfd,
                 ready.as_mut_ptr(),
                 capacity as libc::c_int,
-                deadline.remaining_ms()
+                timeout_ms(left)
             ))?;
             for e in &ready[..n as usize] {
                 let token = Token(e.u64 as usize);

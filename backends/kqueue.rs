@@ -337,8 +337,8 @@ impl Selector for Kqueue {
             ..
         } = self;
         let kq = kq.as_raw_fd();
-        wait_loop(events, timeout, |events, deadline| {
-            let timeout = deadline.remaining().map(timespec);
+        wait_loop(events, timeout, |events, left| {
+            let timeout = left.map(timespec);
             let n = kevent(kq, &[], ready, timeout.as_ref())?;
             merged.clear();
             for kev in &ready[..n] {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::selector::{
     already_registered, check_interest, check_open, look_then_wait, not_registered, syscall,
-    wait_loop, Event, Events, Interest, Readiness, Selector, Token,
+    timeout_ms, wait_loop, Event, Events, Interest, Readiness, Selector, Token,
 };
 
 /// A selector on poll(2), level-triggered.
@@ -163,7 +163,7 @@ impl Poll {
             ready_at,
             ..
         } = self;
-        wait_loop(events, timeout, |events, deadline| {
+        wait_loop(events, timeout, |events, left| {
             ready_at.clear();
             let n = fds.len();
             let mut ready = if look && 0 < hot && hot < n {
@@ -171,7 +171,7 @@ impl Poll {
                 // wrote have the time of the long scan to arrive before their fds are checked.
                 poll_fds(&mut fds[hot..], 0)? + poll_fds(&mut fds[..hot], 0)?
             } else {
-                poll_fds(fds, deadline.remaining_ms())?
+                poll_fds(fds, timeout_ms(left))?
             };
             let start = if *scan_from < n { *scan_from } else { 0 };
             let mut i = start;

@@ -265,7 +265,7 @@ impl Select {
         } = self;
         let n = tokens.len();
         let words = n.div_ceil(WORD_BITS);
-        wait_loop(events, timeout, |events, deadline| {
+        wait_loop(events, timeout, |events, left| {
             read_out[..words].copy_from_slice(&read[..words]);
             write_out[..words].copy_from_slice(&write[..words]);
             found.clear();
@@ -296,7 +296,7 @@ impl Select {
                     Ok(idle + busy)
                 })
             } else {
-                select_sets(n, read_out, write_out, deadline.remaining())
+                select_sets(n, read_out, write_out, left)
             };
             let mut ready = match result {
                 Ok(ready) => ready,

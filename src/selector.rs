@@ -306,37 +306,29 @@ pub(crate) fn already_registered(fd: RawFd) -> io::Error {
 /// Backends wait in a loop: the syscall may return early (EINTR, or an event they filter
 /// out), and the deadline gives the time that is left, never less than what was asked.
 #[derive(Copy, Clone, Debug)]
-pub(crate) struct Deadline(Option<Instant>);
+struct Deadline(Option<Instant>);
 
 impl Deadline {
     /// A timeout too large to represent as an instant waits without limit.
-    pub(crate) fn after(timeout: Option<Duration>) -> Deadline {
+    fn after(timeout: Option<Duration>) -> Deadline {
         Deadline(timeout.and_then(|t| Instant::now().checked_add(t)))
     }
 
     /// The time left: `None` for no limit, zero once the deadline has passed.
-    pub(crate) fn remaining(&self) -> Option<Duration> {
+    fn remaining(&self) -> Option<Duration> {
         self.0
             .map(|end| end.saturating_duration_since(Instant::now()))
     }
+}
 
-    /// Whether a wait that returned nothing should wait again.
-    pub(crate) fn has_time_left(&self) -> bool {
-        match self.0 {
-            None => true,
-            Some(end) => Instant::now() < end,
-        }
-    }
-
-    /// The time left in whole milliseconds for poll(2)/epoll_wait(2): -1 for no limit,
-    /// sub-millisecond parts rounded up so that the wait is never shorter than asked.
-    pub(crate) fn remaining_ms(&self) -> libc::c_int {
-        match self.remaining() {
-            None => -1,
-            Some(d) => {
-                let ms = d.as_nanos().div_ceil(1_000_000);
-                ms.min(libc::c_int::MAX as u128) as libc::c_int
-            }
+/// A timeout in whole milliseconds for poll(2)/epoll_wait(2): -1 for no limit, sub-millisecond
+/// parts rounded up so that the wait is never shorter than asked.
+pub(crate) fn timeout_ms(timeout: Option<Duration>) -> libc::c_int {
+    match timeout {
+        None => -1,
+        Some(d) => {
+            let ms = d.as_nanos().div_ceil(1_000_000);
+            ms.min(libc::c_int::MAX as u128) as libc::c_int
         }
     }
 }
@@ -367,22 +359,26 @@ pub(crate) fn look_then_wait<B>(
 }
 
 /// Runs one wait of a backend until it reports events or its time runs out: EINTR and empty
-/// early returns wait again for the remaining time.
+/// early returns wait again for the remaining time. `wait_once` is given the time to wait:
+/// the whole timeout at first, what is left of it after an early return (so that a wait
+/// that is not interrupted reads the clock once).
 pub(crate) fn wait_loop(
     events: &mut Events,
     timeout: Option<Duration>,
-    mut wait_once: impl FnMut(&mut Events, &Deadline) -> io::Result<()>,
+    mut wait_once: impl FnMut(&mut Events, Option<Duration>) -> io::Result<()>,
 ) -> io::Result<()> {
     events.clear();
     let deadline = Deadline::after(timeout);
+    let mut left = timeout;
     loop {
-        match wait_once(events, &deadline) {
+        match wait_once(events, left) {
             Ok(()) if !events.is_empty() => return Ok(()),
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
-        if !deadline.has_time_left() {
+        left = deadline.remaining();
+        if left == Some(Duration::ZERO) {
             return Ok(());
         }
     }
