@@ -426,6 +426,24 @@ impl Decoder {
 }
 
 fn parse_header(bytes: &[u8], max_content_len: usize) -> Result<Box<Partial>, FrameError> {
+    if let Some((head, length)) = match_known(bytes) {
+        if let Some(expected) = usize::try_from(length)
+            .ok()
+            .filter(|&n| n <= max_content_len)
+        {
+            return Ok(Box::new(Partial {
+                message: Message {
+                    byteorder: head.byteorder.to_owned(),
+                    content_type: head.content_type.to_owned(),
+                    content_encoding: head.content_encoding.to_owned(),
+                    extra: serde_json::Map::new(),
+                    content: Vec::new(),
+                    json: None,
+                },
+                expected,
+            }));
+        }
+    }
     let text = std::str::from_utf8(bytes).map_err(|err| FrameError::HeaderNotUtf8 {
         valid_up_to: err.valid_up_to(),
     })?;
