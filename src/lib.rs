@@ -35,6 +35,7 @@
 pub struct ReadmeDoctests;
 
 mod acceptor;
+mod alarm;
 mod backend;
 pub mod buffer;
 mod context;

@@ -6,7 +6,12 @@
 //! slab key of the registration is the low part of its [`Token`].
 //!
 //! One round of the loop ([`Reactor::run_once`]) waits for readiness or the next timer,
-//! calls the handler of every ready source, then fires the timers that are due. A handler
+//! calls the handler of every ready source, then fires the timers that are due. On Linux a
+//! wait for a timer 100 ms away or more passes no timeout: a timerfd registered with the
+//! selector (one more fd, made at the first such wait) rings at the deadline instead, which
+//! spares the kernel arming and cancelling a timer of its own each time I/O ends the wait
+//! first — what a server with a request timeout per connection otherwise pays on every
+//! wait. A handler
 //! that returns an error, or panics, has its source closed and the error logged; the loop
 //! goes on with the others. A registration closed during a round keeps its slab slot until
 //! the round ends, so a later event of that round for the old token is dropped rather than
@@ -39,6 +44,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use slab::Slab;
 
+use crate::alarm::{Alarm, ALARM_AFTER};
 use crate::diag::warn_limited;
 use crate::handler::{catch, Panicked, Registered};
 use crate::remote::{Job, PostQueue};
@@ -56,9 +62,11 @@ pub(crate) const KEY_MASK: usize = (1 << KEY_BITS) - 1;
 /// The size of the read buffer handlers borrow with [`Context::read_buffer`].
 pub const READ_BUFFER_SIZE: usize = 64 * 1024;
 
-/// The waker's token and the signal source's; their key parts are ones no registration gets.
+/// The waker's token, the signal source's and the alarm's; their key parts are ones no
+/// registration gets.
 const WAKER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
+const ALARM: Token = Token(usize::MAX - 2);
 
 pub(crate) fn token_of(key: usize, serial: u32) -> Token {
     Token(key | ((serial as usize) << KEY_BITS))
@@ -283,6 +291,7 @@ pub struct Reactor<S: Selector = DefaultSelector> {
     events: Events,
     core: Core,
     waker: WakeSource,
+    alarm: AlarmState,
     /// The batch of posted jobs being run; kept to reuse its allocation.
     batch: VecDeque<Job>,
     /// The signals of the current round.
@@ -318,6 +327,7 @@ impl<S: Selector> Reactor<S> {
                 exclusive_fds: false,
             },
             waker,
+            alarm: AlarmState::NotYet,
             batch: VecDeque::new(),
             arrived: Vec::new(),
         })
@@ -562,7 +572,12 @@ impl<S: Selector> Reactor<S> {
         let timeout = match self.next_deadline() {
             Some(deadline) => {
                 let until = deadline.saturating_duration_since(Instant::now());
-                Some(timeout.map_or(until, |t| t.min(until)))
+                if timeout.is_none() && until >= ALARM_AFTER && self.alarm_rings_by(deadline, until)
+                {
+                    None
+                } else {
+                    Some(timeout.map_or(until, |t| t.min(until)))
+                }
             }
             None => timeout,
         };
@@ -586,6 +601,13 @@ impl<S: Selector> Reactor<S> {
                     ran += cx.run_posted(&mut self.batch);
                 }
                 SIGNALS => ran += cx.run_signals(&mut self.arrived),
+                ALARM => {
+                    if let AlarmState::Ready(alarm) = &mut self.alarm {
+                        if let Err(e) = alarm.rang() {
+                            log::warn!("reading the alarm's timerfd: {e}");
+                        }
+                    }
+                }
                 token => {
                     if let Some(key) = cx.core.live_key(token) {
                         if cx.ready(key, *event) {
@@ -606,6 +628,46 @@ impl<S: Selector> Reactor<S> {
         cx.end_round();
         Ok(ran + dispatched + fired)
     }
+}
+
+impl<S: Selector> Reactor<S> {
+    /// Makes the alarm (see `alarm.rs`) ring by `deadline`, `until` from now, so that the
+    /// wait can go without a timeout; `false` where there is no alarm, and the wait keeps
+    /// its timeout.
+    fn alarm_rings_by(&mut self, deadline: Instant, until: Duration) -> bool {
+        if let AlarmState::NotYet = self.alarm {
+            let made = Alarm::new().and_then(|alarm| match alarm {
+                Some(alarm) => self
+                    .selector
+                    .register(alarm.fd().as_raw_fd(), ALARM, Interest::READABLE)
+                    .map(|()| AlarmState::Ready(alarm)),
+                None => Ok(AlarmState::None),
+            });
+            self.alarm = made.unwrap_or_else(|e| {
+                log::debug!("no alarm ({e}): long waits keep their timeout");
+                AlarmState::None
+            });
+        }
+        let AlarmState::Ready(alarm) = &mut self.alarm else {
+            return false;
+        };
+        match alarm.ring_by(deadline, until) {
+            Ok(()) => true,
+            Err(e) => {
+                log::warn!("arming the alarm's timerfd: {e}");
+                false
+            }
+        }
+    }
+}
+
+/// The alarm, made at the first wait that can use it.
+#[derive(Debug)]
+enum AlarmState {
+    NotYet,
+    Ready(Alarm),
+    /// None on this system, or it could not be made (no fd left, say).
+    None,
 }
 
 impl<S: Selector> Drop for Reactor<S> {

@@ -510,6 +510,55 @@ pub fn timers_at_an_instant_rescheduled_and_reset<S: Selector>() {
     );
 }
 
+/// Timers far enough away that the wait ends by the reactor's alarm (a timerfd on Linux)
+/// rather than by a timeout. The alarm is armed for the first timer (1 s); 150 ms in, a
+/// closure from another thread cancels that timer and sets one due 150 ms later: the alarm
+/// must be brought forward for it, and then ring once early (for the cancelled timer's
+/// deadline it was first armed for, or not at all) without running anything or spinning.
+pub fn long_timers_fire_on_time_when_an_alarm_ends_the_wait<S: Selector>() {
+    let mut reactor = Reactor::<S>::new().unwrap();
+    let fired = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(&str, Instant)>::new()));
+    let note = |name: &'static str| {
+        let fired = fired.clone();
+        move |_: &mut Context<'_>| {
+            fired.lock().unwrap().push((name, Instant::now()));
+            Ok(())
+        }
+    };
+    let start = Instant::now();
+    let first = reactor.call_after(Duration::from_secs(1), note("cancelled"));
+    let last = note("last");
+    reactor.call_after(Duration::from_millis(1500), move |cx| {
+        cx.stop();
+        last(cx)
+    });
+    let sooner = note("sooner");
+    let remote = reactor.remote();
+    let poster = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(150));
+        let posted = remote.post(move |cx| {
+            assert!(cx.cancel_timer(first));
+            cx.call_after(Duration::from_millis(150), sooner);
+            Ok(())
+        });
+        assert!(posted.is_ok());
+    });
+    reactor.run().unwrap();
+    poster.join().unwrap();
+    let fired = fired.lock().unwrap();
+    let names: Vec<&str> = fired.iter().map(|f| f.0).collect();
+    assert_eq!(names, ["sooner", "last"]);
+    let (sooner_at, last_at) = (fired[0].1 - start, fired[1].1 - start);
+    assert!(sooner_at >= Duration::from_millis(300), "{sooner_at:?}");
+    assert!(
+        sooner_at < Duration::from_millis(900),
+        "the alarm was not brought forward: {sooner_at:?}"
+    );
+    assert!(last_at >= Duration::from_millis(1500), "{last_at:?}");
+    let rounds = reactor.stats().rounds;
+    assert!(rounds < 20, "{rounds} rounds: the loop spun");
+}
+
 /// A periodic timer's deadlines count from the previous deadline: however late each
 /// callback runs (here every callback takes 7 ms of a 20 ms period), the n-th tick is due at
 /// start + n * period, and the ticks do not drift.
@@ -1148,6 +1197,7 @@ common::per_backend!(
     stale_token_never_reaches_the_newcomer_in_its_slot,
     timers_at_an_instant_rescheduled_and_reset,
     periodic_timer_does_not_drift,
+    long_timers_fire_on_time_when_an_alarm_ends_the_wait,
     timers_of_a_closed_registration_are_removed,
     a_delay_past_the_end_of_time_does_not_panic,
     connect_outcome_reaches_the_handler_once,
