@@ -6,16 +6,17 @@
 //! slab key of the registration is the low part of its [`Token`].
 //!
 //! One round of the loop ([`Reactor::run_once`]) waits for readiness or the next timer,
-//! calls the handler of every ready source, then fires the timers that are due. On Linux a
-//! wait for a timer 100 ms away or more passes no timeout: a timerfd registered with the
-//! selector (one more fd, made at the first such wait) rings at the deadline instead, which
-//! spares the kernel arming and cancelling a timer of its own each time I/O ends the wait
-//! first — what a server with a request timeout per connection otherwise pays on every
-//! wait. A handler
+//! calls the handler of every ready source, then fires the timers that are due. A handler
 //! that returns an error, or panics, has its source closed and the error logged; the loop
 //! goes on with the others. A registration closed during a round keeps its slab slot until
 //! the round ends, so a later event of that round for the old token is dropped rather than
 //! delivered to a newcomer that reused the slot or the fd number.
+//!
+//! On Linux a wait for a timer 100 ms away or more passes no timeout: a timerfd registered
+//! with the selector (one more fd, made at the first such wait) rings at the deadline
+//! instead. That spares the kernel arming and cancelling a timer of its own each time I/O
+//! ends the wait first, which a server with a request timeout per connection would
+//! otherwise pay on every wait.
 //!
 //! # Threads
 //!
@@ -604,7 +605,7 @@ impl<S: Selector> Reactor<S> {
                 ALARM => {
                     if let AlarmState::Ready(alarm) = &mut self.alarm {
                         if let Err(e) = alarm.rang() {
-                            log::warn!("reading the alarm's timerfd: {e}");
+                            warn_limited!("reading the alarm's timerfd: {e}");
                         }
                     }
                 }
@@ -654,7 +655,7 @@ impl<S: Selector> Reactor<S> {
         match alarm.ring_by(deadline, until) {
             Ok(()) => true,
             Err(e) => {
-                log::warn!("arming the alarm's timerfd: {e}");
+                warn_limited!("arming the alarm's timerfd: {e}");
                 false
             }
         }

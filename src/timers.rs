@@ -478,7 +478,7 @@ mod tests {
         assert_eq!(fired, expected);
     }
 
-    /// Regression model for the lanes: random sets (a few delays, so that lanes fill up and
+    /// The lanes against a model: random sets (a few delays, so that lanes fill up and
     /// some deadlines come out of order), cancels, reschedules, owner removals and expiries,
     /// against a plain list sorted by `(deadline, order)`.
     #[test]
@@ -492,7 +492,7 @@ mod tests {
             seed % n
         };
         let mut t = Timers::new();
-        // The model: (deadline, order, value, owner, id), kept sorted.
+        // The model: (deadline, order, value, owner, id), sorted when due timers are taken.
         let mut model: Vec<(Instant, u64, u32, usize, TimerId)> = Vec::new();
         let mut order = 0;
         let mut now = start;
