@@ -303,7 +303,9 @@ impl Context<'_> {
     }
 
     /// Calls this registration's [`Handler::timeout`] once, `delay` from now. The timer is
-    /// cancelled if the registration closes first.
+    /// cancelled if the registration closes first. Timers set with the same delay (a request
+    /// or idle timeout per connection) come due in the order they were set and cost O(1) to
+    /// set and cancel, however many are pending.
     pub fn set_timer(&mut self, delay: Duration) -> io::Result<TimerId> {
         let key = self.current.ok_or_else(no_registration)?;
         Ok(self.timer_for(
