@@ -107,6 +107,15 @@ mod tests {
         alarm.ring_by(Instant::now() + ms(30), ms(30)).unwrap();
         assert!(rings_within(&alarm, 1000));
     }
+
+    #[test]
+    fn a_deadline_at_the_end_of_time_arms_without_error() {
+        let mut alarm = Alarm::new().unwrap().unwrap();
+        let now = Instant::now();
+        let far = crate::timers::instant_after(now, Duration::MAX);
+        alarm.ring_by(far, far - now).unwrap();
+        assert!(!rings_within(&alarm, 0));
+    }
 }
 
 /// No alarm on this system: a type with no values, so the reactor's `Option<Alarm>` is
