@@ -270,8 +270,8 @@ impl Decoder {
         let header_len = usize::from(u16::from_be_bytes([*hi, *lo]));
         let header = rest.get(..header_len)?;
         let header_start = self.start + 2;
-        let (strings, content_len) = match match_known(header) {
-            Some((head, length)) => (HeaderStrings::Known(head), usize::try_from(length).ok()?),
+        let (strings, content_len) = match known_header(header, self.max_content_len) {
+            Some((head, content_len)) => (HeaderStrings::Known(head), content_len),
             None => {
                 let text = std::str::from_utf8(header).ok()?;
                 let plain = plain_header(text, self.max_content_len)?;
@@ -287,10 +287,6 @@ impl Decoder {
                 (strings, plain.content_len)
             }
         };
-        // Over the limit: the full parse reports it.
-        if content_len > self.max_content_len {
-            return None;
-        }
         let content_start = header_start + header_len;
         let content = content_start..content_start + content_len;
         if content.end > self.buf.len() {
@@ -426,31 +422,27 @@ impl Decoder {
 }
 
 fn parse_header(bytes: &[u8], max_content_len: usize) -> Result<Box<Partial>, FrameError> {
-    if let Some((head, length)) = match_known(bytes) {
-        if let Some(expected) = usize::try_from(length)
-            .ok()
-            .filter(|&n| n <= max_content_len)
-        {
-            return Ok(Box::new(Partial {
-                message: Message {
-                    byteorder: head.byteorder.to_owned(),
-                    content_type: head.content_type.to_owned(),
-                    content_encoding: head.content_encoding.to_owned(),
-                    extra: serde_json::Map::new(),
-                    content: Vec::new(),
-                    json: None,
-                },
-                expected,
-            }));
-        }
+    if let Some((head, content_len)) = known_header(bytes, max_content_len) {
+        return Ok(PlainHeader::known(head, content_len).waiting_for_content());
     }
     let text = std::str::from_utf8(bytes).map_err(|err| FrameError::HeaderNotUtf8 {
         valid_up_to: err.valid_up_to(),
     })?;
-    match parse_plain_header(text, max_content_len) {
-        Some(partial) => Ok(partial),
+    match plain_header(text, max_content_len) {
+        Some(header) => Ok(header.waiting_for_content()),
         None => parse_json_header(text, max_content_len),
     }
+}
+
+/// A known header (see `known_headers`) announcing at most `max_content_len` bytes: its
+/// head and the content length. Over the limit it is not taken here, and the full parse
+/// reports it.
+fn known_header(bytes: &[u8], max_content_len: usize) -> Option<(&'static KnownHead, usize)> {
+    let (head, length) = match_known(bytes)?;
+    let content_len = usize::try_from(length)
+        .ok()
+        .filter(|&n| n <= max_content_len)?;
+    Some((head, content_len))
 }
 
 /// The header parsed in full with `serde_json`, whatever JSON it is.
@@ -572,20 +564,32 @@ fn plain_header(text: &str, max_content_len: usize) -> Option<PlainHeader<'_>> {
     })
 }
 
-/// [`plain_header`], owned, waiting for its content.
-fn parse_plain_header(text: &str, max_content_len: usize) -> Option<Box<Partial>> {
-    let header = plain_header(text, max_content_len)?;
-    Some(Box::new(Partial {
-        message: Message {
-            byteorder: header.byteorder.to_owned(),
-            content_type: header.content_type.to_owned(),
-            content_encoding: header.content_encoding.to_owned(),
-            extra: serde_json::Map::new(),
-            content: Vec::new(),
-            json: None,
-        },
-        expected: header.content_len,
-    }))
+impl PlainHeader<'static> {
+    fn known(head: &'static KnownHead, content_len: usize) -> PlainHeader<'static> {
+        PlainHeader {
+            byteorder: head.byteorder,
+            content_type: head.content_type,
+            content_encoding: head.content_encoding,
+            content_len,
+        }
+    }
+}
+
+impl PlainHeader<'_> {
+    /// The header, owned, waiting for its content.
+    fn waiting_for_content(self) -> Box<Partial> {
+        Box::new(Partial {
+            message: Message {
+                byteorder: self.byteorder.to_owned(),
+                content_type: self.content_type.to_owned(),
+                content_encoding: self.content_encoding.to_owned(),
+                extra: serde_json::Map::new(),
+                content: Vec::new(),
+                json: None,
+            },
+            expected: self.content_len,
+        })
+    }
 }
 
 fn finish_content(mut message: Message) -> Result<Message, FrameError> {
@@ -598,6 +602,11 @@ fn finish_content(mut message: Message) -> Result<Message, FrameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The plain read of a header, owned as the decoder keeps it.
+    fn parse_plain_header(text: &str, max_content_len: usize) -> Option<Box<Partial>> {
+        plain_header(text, max_content_len).map(PlainHeader::waiting_for_content)
+    }
 
     #[test]
     fn whole_plain_frames_are_read_in_place_and_others_held() {
