@@ -76,6 +76,8 @@ fn write_py(out: &mut String, value: &Value, style: Style) {
 pub(super) trait TextOut {
     /// Appends `s`.
     fn put(&mut self, s: &str);
+    /// Appends `bytes`, which are ASCII.
+    fn put_ascii(&mut self, bytes: &[u8]);
 }
 
 impl TextOut for String {
@@ -83,12 +85,22 @@ impl TextOut for String {
     fn put(&mut self, s: &str) {
         self.push_str(s);
     }
+
+    fn put_ascii(&mut self, bytes: &[u8]) {
+        debug_assert!(bytes.is_ascii());
+        self.extend(bytes.iter().map(|&b| char::from(b)));
+    }
 }
 
 impl TextOut for Vec<u8> {
     #[inline]
     fn put(&mut self, s: &str) {
         self.extend_from_slice(s.as_bytes());
+    }
+
+    #[inline]
+    fn put_ascii(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
     }
 }
 
@@ -110,8 +122,7 @@ pub(super) fn write_decimal<O: TextOut>(out: &mut O, mut n: usize) {
             break;
         }
     }
-    // Only ASCII digits in it.
-    out.put(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+    out.put_ascii(&digits[at..]);
 }
 
 /// The length in bytes of what [`write_py_string`] writes for `s`.
