@@ -629,9 +629,7 @@ impl<S: Selector> Reactor<S> {
         cx.end_round();
         Ok(ran + dispatched + fired)
     }
-}
 
-impl<S: Selector> Reactor<S> {
     /// Makes the alarm (see `alarm.rs`) ring by `deadline`, `until` from now, so that the
     /// wait can go without a timeout; `false` where there is no alarm, and the wait keeps
     /// its timeout.
