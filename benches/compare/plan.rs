@@ -90,33 +90,26 @@ impl MessageServer {
     /// server: its connections are kept).
     pub fn modes(self) -> &'static [bool] {
         match self {
-            MessageServer::App(_) => &[false, true],
-            MessageServer::Floor => &[false, true],
+            MessageServer::App(_) | MessageServer::Floor => &[false, true],
             MessageServer::Echo => &[true],
         }
     }
 
     pub fn command(self, bin: &Path, keep_alive: bool) -> Command {
-        match self {
+        let mut cmd = match self {
             MessageServer::App(b) => {
                 let mut cmd = Command::new(bin.join("app_server"));
                 cmd.args(["--backend", b.0]);
-                if keep_alive {
-                    cmd.arg("--keep-alive");
-                }
-                cmd.args(["127.0.0.1", "0"]);
                 cmd
             }
-            MessageServer::Floor => {
-                let mut cmd = Command::new(bin.join("peer_floor_message"));
-                if keep_alive {
-                    cmd.arg("--keep-alive");
-                }
-                cmd.args(["127.0.0.1", "0"]);
-                cmd
-            }
-            MessageServer::Echo => Server::Rawloop(BackendName("epoll")).command(bin),
+            MessageServer::Floor => Command::new(bin.join("peer_floor_message")),
+            MessageServer::Echo => return Server::Rawloop(BackendName("epoll")).command(bin),
+        };
+        if keep_alive {
+            cmd.arg("--keep-alive");
         }
+        cmd.args(["127.0.0.1", "0"]);
+        cmd
     }
 }
 
