@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 
 use super::answers::{CLIENT_BINARY_TYPE, SERVER_BINARY_TYPE};
 use super::message::{write_header_head, HOST_BYTEORDER, TEXT_JSON};
+use super::plain_json::json_uint;
 
 /// A header up to the digits of its content length, and the three strings it holds.
 #[derive(Debug)]
@@ -86,19 +87,7 @@ pub(super) fn match_known(header: &[u8]) -> Option<(&'static KnownHead, u64)> {
     let [digits @ .., b'}'] = &header[head.text.len()..] else {
         return None;
     };
-    if digits.is_empty() || (digits[0] == b'0' && digits.len() > 1) {
-        return None;
-    }
-    let mut length: u64 = 0;
-    for &digit in digits {
-        if !digit.is_ascii_digit() {
-            return None;
-        }
-        length = length
-            .checked_mul(10)?
-            .checked_add(u64::from(digit - b'0'))?;
-    }
-    Some((head, length))
+    Some((head, json_uint(digits)?))
 }
 
 #[cfg(test)]

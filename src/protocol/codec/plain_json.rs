@@ -42,6 +42,21 @@ pub(super) fn for_each_member<'a>(
     json.next_byte().is_none().then_some(())
 }
 
+/// `digits` read as a non-negative JSON integer: ASCII digits, no leading zero (JSON forbids
+/// one), at most `u64::MAX` (serde_json reads anything larger as a float); `None` otherwise.
+pub(super) fn json_uint(digits: &[u8]) -> Option<u64> {
+    let (&first, rest) = digits.split_first()?;
+    if first == b'0' && !rest.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &digit| {
+        if !digit.is_ascii_digit() {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+    })
+}
+
 struct Cursor<'a> {
     text: &'a str,
     bytes: &'a [u8],
@@ -89,19 +104,11 @@ impl<'a> Cursor<'a> {
         if first == b'"' {
             return self.string().map(PlainValue::Str);
         }
-        if !first.is_ascii_digit() {
-            return None;
-        }
-        self.at += 1;
-        let mut n = u64::from(first - b'0');
-        while let Some(&b) = self.bytes.get(self.at).filter(|b| b.is_ascii_digit()) {
-            // JSON forbids a leading zero; serde_json reads past u64 as a float.
-            if n == 0 {
-                return None;
-            }
-            n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+        let start = self.at;
+        while self.bytes.get(self.at).is_some_and(u8::is_ascii_digit) {
             self.at += 1;
         }
+        let n = json_uint(&self.bytes[start..self.at])?;
         // A fraction or an exponent makes a float.
         if matches!(self.bytes.get(self.at), Some(b'.' | b'e' | b'E')) {
             return None;
